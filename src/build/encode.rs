@@ -1,0 +1,360 @@
+//! Per-file work: read once, hash, type, and precompress.
+//!
+//! Each input is read exactly once through a descriptor opened with
+//! `O_NOFOLLOW | O_NONBLOCK`; `fstat` before and after must agree with the
+//! walk's `lstat`, so the bytes hashed, compressed and stored are one
+//! consistent snapshot (bad-trees G).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+use base64::Engine;
+
+use super::walk::WalkedFile;
+use crate::format::layout::encoding;
+
+/// How hard to compress. See docs/COMPRESSION.md.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// Previews: fast levels everywhere.
+    Fast,
+    /// Balanced: brotli 11 on small files, lower on large ones.
+    #[default]
+    Default,
+    /// Highest levels everywhere, whatever the time.
+    Max,
+}
+
+/// A variant is kept only when it is at least this many percent smaller than
+/// identity: below that the saved bytes do not pay for the extra
+/// representation (cache entries, negotiation, a second ETag).
+pub const MIN_SAVING_PERCENT: usize = 10;
+
+/// Reads a walked file, checking it is the same regular file the walk saw and
+/// that it did not change while being read.
+pub fn read_checked(f: &WalkedFile) -> Result<Vec<u8>, String> {
+    let mut file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&f.path)
+        .map_err(|e| format!("cannot be opened: {e}"))?;
+    let before = file
+        .metadata()
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if !before.is_file() || before.dev() != f.dev || before.ino() != f.ino {
+        return Err("was replaced after the walk listed it".into());
+    }
+    let mut buf = Vec::with_capacity(before.len() as usize);
+    // Read at most one byte past the listed size: growth is detected without
+    // reading an unbounded file.
+    (&mut file)
+        .take(f.len + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    let after = file
+        .metadata()
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if buf.len() as u64 != f.len
+        || after.len() != before.len()
+        || after.mtime() != before.mtime()
+        || after.mtime_nsec() != before.mtime_nsec()
+    {
+        return Err("changed while being read; rebuild once the tree is stable".into());
+    }
+    Ok(buf)
+}
+
+/// The extension as Node's `path.extname` sees it, without the dot.
+fn extension(key: &str) -> &str {
+    let base = key.rsplit('/').next().unwrap_or(key);
+    match base.rfind('.') {
+        Some(i) if i > 0 && !base[..i].bytes().all(|b| b == b'.') => &base[i + 1..],
+        _ => "",
+    }
+}
+
+/// Cloudflare's production content hash (spec §8.2):
+/// `BLAKE3(base64(bytes) + extension)[..16]`. Using it gives the same ETags as
+/// Cloudflare for the same files.
+pub fn etag_hash(data: &[u8], key: &str) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    // Encode in chunks of a multiple of 3 bytes so the base64 text is the
+    // same as encoding the whole file at once, without holding it all.
+    let mut buf = String::with_capacity(64 * 1024);
+    for chunk in data.chunks(48 * 1024) {
+        buf.clear();
+        base64::engine::general_purpose::STANDARD.encode_string(chunk, &mut buf);
+        h.update(buf.as_bytes());
+    }
+    h.update(extension(key).as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    out
+}
+
+/// Content-Type as Cloudflare records it at upload (spec §4.2): the `mime`
+/// 4.x table with a few corrections, `; charset=utf-8` on `text/*`, and no
+/// type at all for unknown extensions.
+pub fn content_type(key: &str) -> Option<String> {
+    let ext = extension(key).to_ascii_lowercase();
+    let known: Option<&str> = match ext.as_str() {
+        "" | "br" | "zst" | "tsx" => return None,
+        "html" | "htm" | "shtml" => Some("text/html"),
+        "js" | "mjs" => Some("text/javascript"),
+        "css" => Some("text/css"),
+        "txt" | "text" | "conf" | "log" | "ini" | "in" => Some("text/plain"),
+        "md" | "markdown" => Some("text/markdown"),
+        "csv" => Some("text/csv"),
+        "yaml" | "yml" => Some("text/yaml"),
+        "json" | "map" => Some("application/json"),
+        "webmanifest" => Some("application/manifest+json"),
+        "xml" => Some("application/xml"),
+        "svg" | "svgz" => Some("image/svg+xml"),
+        "ico" => Some("image/vnd.microsoft.icon"),
+        "wasm" => Some("application/wasm"),
+        "woff2" => Some("font/woff2"),
+        "woff" => Some("font/woff"),
+        "ttf" => Some("font/ttf"),
+        "otf" => Some("font/otf"),
+        "gz" => Some("application/gzip"),
+        "bin" => Some("application/octet-stream"),
+        "ts" => Some("video/mp2t"),
+        "toml" => Some("application/toml"),
+        "cjs" => Some("application/node"),
+        "avif" => Some("image/avif"),
+        "webp" => Some("image/webp"),
+        _ => None,
+    };
+    let ty = match known {
+        Some(t) => t.to_string(),
+        None => mime_guess::from_ext(&ext).first_raw()?.to_string(),
+    };
+    if ty.starts_with("text/") && !ty.contains("charset") {
+        Some(format!("{ty}; charset=utf-8"))
+    } else {
+        Some(ty)
+    }
+}
+
+/// Whether precompressing this type can pay: text-like formats and the few
+/// binary ones (wasm, uncompressed fonts, icons) that are not already
+/// compressed.
+pub fn compressible(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else {
+        return false;
+    };
+    let ty = ct.split(';').next().unwrap_or("").trim();
+    ty.starts_with("text/")
+        || ty.ends_with("+json")
+        || ty.ends_with("+xml")
+        || matches!(
+            ty,
+            "application/json"
+                | "application/javascript"
+                | "application/xml"
+                | "application/wasm"
+                | "application/toml"
+                | "application/node"
+                | "application/x-sh"
+                | "application/rtf"
+                | "application/vnd.ms-fontobject"
+                | "font/ttf"
+                | "font/otf"
+                | "image/bmp"
+                | "image/vnd.microsoft.icon"
+                | "image/x-icon"
+        )
+}
+
+/// The variants worth storing for `data`: each of gzip, br and zstd that is
+/// at least `MIN_SAVING_PERCENT` smaller than identity, in encoding-code order.
+pub fn compress(data: &[u8], level: Compression) -> io::Result<Vec<(u8, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if data.is_empty() {
+        return Ok(out);
+    }
+    for code in [encoding::GZIP, encoding::BR, encoding::ZSTD] {
+        let enc = encode(code, data, level)?;
+        if enc.len() * 100 <= data.len() * (100 - MIN_SAVING_PERCENT) {
+            out.push((code, enc));
+        }
+    }
+    Ok(out)
+}
+
+/// Brotli quality and window for a file of `len` bytes.
+fn brotli_params(len: usize, level: Compression) -> (i32, i32) {
+    let window = (len.max(1 << 10).next_power_of_two().trailing_zeros() as i32).clamp(10, 24);
+    let quality = match level {
+        Compression::Fast => 5,
+        Compression::Max => 11,
+        Compression::Default if len <= 1 << 20 => 11,
+        Compression::Default => 9,
+    };
+    (quality, window)
+}
+
+fn encode(code: u8, data: &[u8], level: Compression) -> io::Result<Vec<u8>> {
+    match code {
+        encoding::GZIP => {
+            let lvl = match level {
+                Compression::Fast => 6,
+                _ => 9,
+            };
+            let mut e = flate2::GzBuilder::new().write(
+                Vec::with_capacity(data.len() / 3),
+                flate2::Compression::new(lvl),
+            );
+            e.write_all(data)?;
+            e.finish()
+        }
+        encoding::BR => {
+            let (quality, lgwin) = brotli_params(data.len(), level);
+            let params = brotli::enc::BrotliEncoderParams {
+                quality,
+                lgwin,
+                size_hint: data.len(),
+                ..Default::default()
+            };
+            let mut out = Vec::with_capacity(data.len() / 3);
+            brotli::BrotliCompress(&mut &data[..], &mut out, &params)?;
+            Ok(out)
+        }
+        encoding::ZSTD => {
+            let lvl = match level {
+                Compression::Fast => 3,
+                Compression::Default if data.len() > 1 << 20 => 15,
+                _ => 19,
+            };
+            zstd::bulk::compress(data, lvl)
+        }
+        _ => Err(io::Error::other("unknown encoding")),
+    }
+}
+
+/// Decodes a stored variant, refusing to produce more than `expected_len`
+/// bytes (a corrupt or hostile bundle cannot make verify allocate without
+/// bound).
+pub fn decode(code: u8, bytes: &[u8], expected_len: usize) -> io::Result<Vec<u8>> {
+    let cap = expected_len as u64 + 1;
+    let mut out = Vec::with_capacity(expected_len.min(1 << 26));
+    match code {
+        encoding::GZIP => {
+            flate2::read::GzDecoder::new(bytes)
+                .take(cap)
+                .read_to_end(&mut out)?;
+        }
+        encoding::BR => {
+            brotli::Decompressor::new(bytes, 4096)
+                .take(cap)
+                .read_to_end(&mut out)?;
+        }
+        encoding::ZSTD => {
+            zstd::stream::read::Decoder::new(bytes)?
+                .take(cap)
+                .read_to_end(&mut out)?;
+        }
+        _ => return Err(io::Error::other("unknown encoding")),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn etag_matches_cloudflare_vectors() {
+        // spec §8.2 test vectors.
+        assert_eq!(
+            hex(&etag_hash(b"Content of file-1", "/a.txt")),
+            "0de3dd5df907418e9730fd2bd747bd5e"
+        );
+        assert_eq!(
+            hex(&etag_hash(b"<html></html>", "/x/index.html")),
+            "4752155c2c0c0320b40bca1d83e8380a"
+        );
+        assert_eq!(
+            hex(&etag_hash(b"", "/e.html")),
+            "bc88d1b19523ba52d6a2959dd93cf9c8"
+        );
+        assert_eq!(
+            hex(&etag_hash(b"", "/Makefile")),
+            "af1349b9f5f9a1a6a0404dea36dcc949"
+        );
+        assert_eq!(
+            hex(&etag_hash(b"hello", "/h.txt")),
+            "f0b3413d4cabb000327fad369003d6a5"
+        );
+        let big = vec![7u8; 200_000];
+        let mut h = blake3::Hasher::new();
+        h.update(
+            base64::engine::general_purpose::STANDARD
+                .encode(&big)
+                .as_bytes(),
+        );
+        h.update(b"bin");
+        assert_eq!(
+            etag_hash(&big, "/big.bin")[..],
+            h.finalize().as_bytes()[..16]
+        );
+    }
+
+    #[test]
+    fn extension_follows_node() {
+        assert_eq!(extension("/a.tar.gz"), "gz");
+        assert_eq!(extension("/.htaccess"), "");
+        assert_eq!(extension("/Makefile"), "");
+        assert_eq!(extension("/dir.d/file"), "");
+    }
+
+    #[test]
+    fn content_types_follow_cloudflare_table() {
+        assert_eq!(
+            content_type("/a.html").as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(
+            content_type("/a.JS").as_deref(),
+            Some("text/javascript; charset=utf-8")
+        );
+        assert_eq!(content_type("/a.json").as_deref(), Some("application/json"));
+        assert_eq!(content_type("/a.png").as_deref(), Some("image/png"));
+        assert_eq!(content_type("/a.ts").as_deref(), Some("video/mp2t"));
+        assert_eq!(content_type("/a.br"), None);
+        assert_eq!(content_type("/Makefile"), None);
+        assert_eq!(content_type("/a.unknownext"), None);
+    }
+
+    #[test]
+    fn variants_round_trip_and_skip_incompressible() {
+        let text = b"<p>hello hello hello hello hello hello hello</p>\n".repeat(50);
+        for level in [Compression::Fast, Compression::Default] {
+            let v = compress(&text, level).unwrap();
+            assert_eq!(v.len(), 3);
+            for (code, bytes) in v {
+                assert_eq!(decode(code, &bytes, text.len()).unwrap(), text);
+            }
+        }
+        let mut noise = vec![0u8; 4096];
+        blake3::Hasher::new()
+            .update(b"seed")
+            .finalize_xof()
+            .fill(&mut noise);
+        assert!(compress(&noise, Compression::Fast).unwrap().is_empty());
+        assert!(compress(b"", Compression::Fast).unwrap().is_empty());
+    }
+
+    #[test]
+    fn decode_is_capped() {
+        let text = vec![b'a'; 100_000];
+        let gz = encode(encoding::GZIP, &text, Compression::Fast).unwrap();
+        let out = decode(encoding::GZIP, &gz, 10).unwrap();
+        assert_eq!(out.len(), 11);
+    }
+}

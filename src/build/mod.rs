@@ -1,0 +1,339 @@
+//! The build pipeline: walk → encode (read, hash, compress in parallel) →
+//! routes → write the bundle atomically.
+
+pub mod encode;
+pub mod walk;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::format::layout::{action, encoding};
+pub use crate::format::write::temp_prefix;
+use crate::format::write::{self, AssetSpec, BlobSpec, BundleSpec, RouteSpec};
+pub use encode::Compression;
+pub use walk::WalkOptions;
+
+/// A problem that makes the build fail, naming its path and the rule broken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub rule: String,
+}
+
+/// A problem that does not stop the build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    pub file: String,
+    /// 1-based line for rule files; `None` for tree warnings.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Warning {
+    pub fn path(key: &str, message: &str) -> Self {
+        Warning {
+            file: key.to_string(),
+            line: None,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{}", list(.0))]
+    Tree(Vec<Problem>),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Input(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Publish(#[from] write::PublishError),
+}
+
+fn list(problems: &[Problem]) -> String {
+    let mut s = format!(
+        "the asset tree has {} problem{}:",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        s.push_str(&format!("\n  {}: {}", p.path, p.rule));
+    }
+    s
+}
+
+impl BuildError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        BuildError::Io {
+            path: escape_path(path.as_os_str()),
+            source,
+        }
+    }
+}
+
+/// A path made safe for terminals and CI logs: control bytes as `\xNN`, and
+/// non-UTF-8 as lossy text followed by its hex bytes.
+pub fn escape_path(p: &OsStr) -> String {
+    let bytes = p.as_bytes();
+    let mut out = String::new();
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            for c in s.chars() {
+                if (c as u32) < 0x20 || c as u32 == 0x7f {
+                    out.push_str(&format!("\\x{:02x}", c as u32));
+                } else {
+                    out.push(c);
+                }
+            }
+        }
+        Err(_) => {
+            let lossy = String::from_utf8_lossy(bytes);
+            out = escape_path(OsStr::new(lossy.as_ref()));
+            out.push_str(" (bytes ");
+            out.push_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            out.push(')');
+        }
+    }
+    out
+}
+
+/// `(encoding code, bytes)` of each stored variant of one content.
+type Variants = Vec<(u8, Vec<u8>)>;
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    pub root: PathBuf,
+    pub output: PathBuf,
+    pub config: Config,
+    pub compression: Compression,
+    pub walk: WalkOptions,
+}
+
+/// Bytes and count of one encoding.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct EncodingStats {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// What a build did: the `build --json` document.
+#[derive(Clone, Debug, Serialize)]
+pub struct BuildReport {
+    pub format: u32,
+    pub bundle: String,
+    pub files: u64,
+    pub blobs: u64,
+    pub routes: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub encodings: std::collections::BTreeMap<String, EncodingStats>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Progress callbacks, so the CLI can draw a bar without the library knowing.
+pub trait Progress: Sync {
+    fn start(&self, _files: u64, _bytes: u64) {}
+    fn advance(&self, _bytes: u64) {}
+    fn finish(&self) {}
+}
+
+impl Progress for () {}
+
+/// The whole pipeline. On error nothing is written at `opts.output`.
+pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
+    let out_dir = match opts.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    write::preflight(&opts.output, &out_dir)?;
+    let mut walk_opts = opts.walk.clone();
+    walk_opts.output = Some(opts.output.clone());
+    let set = walk::walk(&opts.root, &walk_opts)?;
+    let spec = assemble(&set, &opts.config, opts.compression, progress)?;
+    write::publish(&spec, &opts.output, check_written)?;
+    progress.finish();
+    Ok(report(&spec, &opts.output, set.warnings))
+}
+
+/// Re-opens the written temp file and fully verifies it before it may replace
+/// the previous bundle.
+fn check_written(path: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot re-read: {e}"))?;
+    let b = crate::format::bundle::Bundle::open(bytes).map_err(|e| e.to_string())?;
+    b.verify().map_err(|e| e.to_string())
+}
+
+/// Reads, hashes and compresses the file set into a bundle spec. Reads and
+/// compression run on the rayon pool, largest first so one big file does not
+/// finish alone at the end; the result does not depend on the schedule.
+pub fn assemble(
+    set: &walk::FileSet,
+    config: &Config,
+    level: Compression,
+    progress: &dyn Progress,
+) -> Result<BundleSpec, BuildError> {
+    let total: u64 = set.files.iter().map(|f| f.len).sum();
+    progress.start(set.files.len() as u64, total);
+
+    let contents: Vec<Result<Vec<u8>, String>> =
+        set.files.par_iter().map(encode::read_checked).collect();
+    let mut problems = Vec::new();
+    let mut datas = Vec::with_capacity(contents.len());
+    for (f, r) in set.files.iter().zip(contents) {
+        match r {
+            Ok(d) => datas.push(d),
+            Err(rule) => {
+                problems.push(Problem {
+                    path: f.key.clone(),
+                    rule,
+                });
+                datas.push(Vec::new());
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(BuildError::Tree(problems));
+    }
+
+    // Distinct contents in first-seen key order: stable blob numbering.
+    let hashes: Vec<[u8; 32]> = datas
+        .par_iter()
+        .map(|d| *blake3::hash(d).as_bytes())
+        .collect();
+    let mut blob_of: HashMap<[u8; 32], u32> = HashMap::new();
+    let mut blobs: Vec<(usize, bool)> = Vec::new(); // (first file, compressible)
+    let mut assets = Vec::with_capacity(set.files.len());
+    for (i, f) in set.files.iter().enumerate() {
+        let ct = encode::content_type(&f.key);
+        let squeeze = encode::compressible(ct.as_deref());
+        let id = *blob_of.entry(hashes[i]).or_insert_with(|| {
+            blobs.push((i, false));
+            (blobs.len() - 1) as u32
+        });
+        blobs[id as usize].1 |= squeeze;
+        assets.push(AssetSpec {
+            key: f.key.clone(),
+            content_type: ct,
+            blob: id,
+            etag: encode::etag_hash(&datas[i], &f.key),
+        });
+    }
+
+    let mut order: Vec<usize> = (0..blobs.len()).collect();
+    order.sort_by_key(|&b| std::cmp::Reverse(datas[blobs[b].0].len()));
+    let mut encoded: Vec<(usize, std::io::Result<Variants>)> = order
+        .into_par_iter()
+        .map(|b| {
+            let (file, squeeze) = blobs[b];
+            let data = &datas[file];
+            let v = if squeeze {
+                encode::compress(data, level)
+            } else {
+                Ok(Vec::new())
+            };
+            progress.advance(data.len() as u64);
+            (b, v)
+        })
+        .collect();
+    encoded.sort_by_key(|(b, _)| *b);
+
+    let mut datas: Vec<Option<Vec<u8>>> = datas.into_iter().map(Some).collect();
+    let mut blob_specs = Vec::with_capacity(blobs.len());
+    for ((b, variants), (file, _)) in encoded.into_iter().zip(&blobs) {
+        let variants = variants.map_err(|e| {
+            BuildError::Input(format!("{}: compression failed: {e}", set.files[*file].key))
+        })?;
+        blob_specs.push(BlobSpec {
+            data: datas[*file].take().unwrap_or_default(),
+            hash: hashes[*file],
+            variants,
+        });
+        debug_assert_eq!(b, blob_specs.len() - 1);
+    }
+
+    let routes = identity_routes(&assets);
+    Ok(BundleSpec {
+        config: config.clone(),
+        assets,
+        blobs: blob_specs,
+        routes,
+        headers_text: set.headers_text.clone(),
+        redirects_text: set.redirects_text.clone(),
+    })
+}
+
+/// One route per asset: its key serves it. html_handling aliases come on top.
+fn identity_routes(assets: &[AssetSpec]) -> Vec<RouteSpec> {
+    assets
+        .iter()
+        .enumerate()
+        .map(|(i, a)| RouteSpec {
+            path: a.key.clone(),
+            action: action::SERVE,
+            status: 200,
+            asset: i as u32,
+            location: String::new(),
+            exact_asset: i as u32,
+        })
+        .collect()
+}
+
+fn report(spec: &BundleSpec, out: &Path, warnings: Vec<Warning>) -> BuildReport {
+    let mut encodings = std::collections::BTreeMap::new();
+    for code in [encoding::BR, encoding::GZIP, encoding::ZSTD] {
+        encodings.insert(
+            encoding::name(code).unwrap_or("?").to_string(),
+            EncodingStats::default(),
+        );
+    }
+    let mut bytes_out = 0u64;
+    for b in &spec.blobs {
+        bytes_out += b.data.len() as u64;
+        for (code, v) in &b.variants {
+            bytes_out += v.len() as u64;
+            if let Some(e) = encoding::name(*code).and_then(|n| encodings.get_mut(n)) {
+                e.count += 1;
+                e.bytes += v.len() as u64;
+            }
+        }
+    }
+    let bytes_in = spec
+        .assets
+        .iter()
+        .map(|a| spec.blobs[a.blob as usize].data.len() as u64)
+        .sum();
+    BuildReport {
+        format: 1,
+        bundle: out.display().to_string(),
+        files: spec.assets.len() as u64,
+        blobs: spec.blobs.len() as u64,
+        routes: spec.routes.len() as u64,
+        bytes_in,
+        bytes_out,
+        encodings,
+        warnings,
+    }
+}

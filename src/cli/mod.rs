@@ -1,0 +1,51 @@
+//! The command line: one file per verb. Each verb returns its exit code;
+//! errors bubble up as `anyhow` and become exit 2 in `main`.
+
+pub mod build;
+pub mod extract;
+pub mod inspect;
+pub mod map;
+pub mod verify;
+
+use clap::{Parser, Subcommand};
+
+/// Pack a static site into one bundle and serve it like Cloudflare does.
+#[derive(Parser, Debug)]
+#[command(name = "sitepack", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build a bundle from an asset directory.
+    Build(build::Args),
+    /// Summarise a bundle (--json: every asset).
+    Inspect(inspect::Args),
+    /// Check every byte of a bundle; exit 1 on the first fault.
+    Verify(verify::Args),
+    /// Write a bundle's files back into a directory, byte for byte.
+    Extract(extract::Args),
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Build(a) => build::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Extract(a) => extract::run(a),
+    }
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
