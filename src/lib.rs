@@ -9,3 +9,5 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod format;
+pub mod route;
+pub mod rules;

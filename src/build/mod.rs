@@ -2,9 +2,10 @@
 //! routes → write the bundle atomically.
 
 pub mod encode;
+pub mod routes;
 pub mod walk;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -14,7 +15,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::format::layout::{action, encoding};
+use crate::format::layout::{action, encoding, NO_ASSET};
 pub use crate::format::write::temp_prefix;
 use crate::format::write::{self, AssetSpec, BlobSpec, BundleSpec, RouteSpec};
 pub use encode::Compression;
@@ -168,6 +169,8 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    crate::rules::worker_first::WorkerFirst::from_config(&opts.config.run_worker_first)
+        .map_err(|e| BuildError::Config(format!("run_worker_first: {e}")))?;
     write::preflight(&opts.output, &out_dir)?;
     let mut walk_opts = opts.walk.clone();
     walk_opts.output = Some(opts.output.clone());
@@ -274,7 +277,7 @@ pub fn assemble(
         debug_assert_eq!(b, blob_specs.len() - 1);
     }
 
-    let routes = identity_routes(&assets);
+    let routes = compile_routes(&assets, config);
     Ok(BundleSpec {
         config: config.clone(),
         assets,
@@ -285,20 +288,51 @@ pub fn assemble(
     })
 }
 
-/// One route per asset: its key serves it. html_handling aliases come on top.
-fn identity_routes(assets: &[AssetSpec]) -> Vec<RouteSpec> {
-    assets
+/// The route table: every asset's own key, plus every request path that
+/// html_handling maps to an asset or a redirect (precomputed by
+/// `routes::compile` with the real content hashes).
+fn compile_routes(assets: &[AssetSpec], config: &Config) -> Vec<RouteSpec> {
+    let keys: Vec<(String, [u8; 16])> = assets.iter().map(|a| (a.key.clone(), a.etag)).collect();
+    let mut table: BTreeMap<String, RouteSpec> = assets
         .iter()
         .enumerate()
-        .map(|(i, a)| RouteSpec {
-            path: a.key.clone(),
-            action: action::SERVE,
-            status: 200,
-            asset: i as u32,
-            location: String::new(),
-            exact_asset: i as u32,
+        .map(|(i, a)| {
+            let r = RouteSpec {
+                path: a.key.clone(),
+                action: action::SERVE,
+                status: 200,
+                asset: i as u32,
+                location: String::new(),
+                exact_asset: i as u32,
+            };
+            (a.key.clone(), r)
         })
-        .collect()
+        .collect();
+    for (path, target) in routes::compile(&keys, config.html_handling, config.not_found_handling) {
+        let r = table.entry(path.clone()).or_insert_with(|| RouteSpec {
+            path,
+            action: action::NONE,
+            status: 0,
+            asset: NO_ASSET,
+            location: String::new(),
+            exact_asset: NO_ASSET,
+        });
+        match target {
+            routes::RouteTarget::Serve(i) => {
+                r.action = action::SERVE;
+                r.status = 200;
+                r.asset = i as u32;
+            }
+            routes::RouteTarget::Redirect(to) => {
+                r.action = action::REDIRECT;
+                r.status = 307;
+                r.asset = NO_ASSET;
+                r.location.clear();
+                crate::route::canonical::write_location(&to, "", &mut r.location);
+            }
+        }
+    }
+    table.into_values().collect()
 }
 
 fn report(spec: &BundleSpec, out: &Path, warnings: Vec<Warning>) -> BuildReport {

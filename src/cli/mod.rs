@@ -5,6 +5,7 @@ pub mod build;
 pub mod extract;
 pub mod inspect;
 pub mod map;
+pub mod resolve;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Check every byte of a bundle; exit 1 on the first fault.
     Verify(verify::Args),
+    /// Answer one request from a bundle, without a network, as JSON.
+    Resolve(resolve::Args),
     /// Write a bundle's files back into a directory, byte for byte.
     Extract(extract::Args),
 }
@@ -36,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Extract(a) => extract::run(a),
+        Command::Resolve(a) => resolve::run(a),
     }
 }
 

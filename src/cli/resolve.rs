@@ -1,0 +1,110 @@
+//! `sitepack resolve`: what `serve` would answer for one request, as JSON.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::format::layout::encoding;
+use crate::route::{conditional, negotiate, Outcome, RequestHead, Router, Scratch};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub bundle: PathBuf,
+    /// The request target as sent on the wire (path and query).
+    pub target: String,
+    #[arg(short = 'X', long, default_value = "GET")]
+    pub method: String,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// The deployment has a Worker (upstream or Rust callback).
+    #[arg(long)]
+    pub worker: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let bundle = super::map::open(&args.bundle)?;
+    let router = Router::new(bundle).with_context(|| format!("{}", args.bundle.display()))?;
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for h in &args.headers {
+        let Some((name, value)) = h.split_once(':') else {
+            bail!("header {h:?} is not `Name: value`");
+        };
+        headers
+            .entry(name.trim().to_ascii_lowercase())
+            .or_default()
+            .push(value.trim().to_string());
+    }
+    let get = |n: &str| headers.get(n).map(|v| v.join(", "));
+    let inm = get("if-none-match");
+    let sfm = get("sec-fetch-mode");
+    let ae = get("accept-encoding");
+    let req = RequestHead {
+        method: &args.method,
+        target: args.target.as_bytes(),
+        if_none_match: inm.as_deref().map(str::as_bytes),
+        sec_fetch_mode: sfm.as_deref().map(str::as_bytes),
+        has_authorization: headers.contains_key("authorization"),
+        has_range: headers.contains_key("range"),
+    };
+    let mut scratch = Scratch::new();
+    let outcome = router.resolve(&req, args.worker, &mut scratch);
+    let mut out_headers = serde_json::Map::new();
+    let mut doc = json!({
+        "status": null, "asset": null, "location": null, "encoding": "identity",
+        "worker": false, "worker_first": false,
+    });
+    match outcome {
+        Outcome::Rejected { status, reason } => {
+            doc["status"] = json!(status);
+            doc["reason"] = json!(reason);
+        }
+        Outcome::Worker { worker_first } => {
+            doc["worker"] = json!(true);
+            doc["worker_first"] = json!(worker_first);
+        }
+        Outcome::Redirect { status } => {
+            doc["status"] = json!(status);
+            doc["location"] = json!(scratch.location());
+            out_headers.insert("location".into(), json!(scratch.location()));
+        }
+        Outcome::MethodNotAllowed => doc["status"] = json!(405),
+        Outcome::NotFound => doc["status"] = json!(404),
+        Outcome::Asset {
+            asset,
+            status,
+            not_modified,
+            cache_control,
+        } => {
+            let b = router.bundle();
+            let codes: Vec<u8> = b.variants(asset.blob).filter_map(|v| v.encoding).collect();
+            let chosen = negotiate::choose(ae.as_deref().map(str::as_bytes), codes.iter().copied());
+            doc["status"] = json!(if not_modified { 304 } else { status });
+            doc["asset"] = json!(asset.path);
+            if let Some(code) = chosen {
+                let name = encoding::name(code).unwrap_or("identity");
+                doc["encoding"] = json!(name);
+                out_headers.insert("content-encoding".into(), json!(name));
+            }
+            if !codes.is_empty() {
+                out_headers.insert("vary".into(), json!("Accept-Encoding"));
+            }
+            if let Some(ct) = asset.content_type {
+                out_headers.insert("content-type".into(), json!(ct));
+            }
+            let etag = conditional::etag_value(&asset.etag);
+            out_headers.insert("etag".into(), json!(String::from_utf8_lossy(&etag)));
+            if cache_control {
+                out_headers.insert(
+                    "cache-control".into(),
+                    json!("public, max-age=0, must-revalidate"),
+                );
+            }
+        }
+    }
+    doc["headers"] = serde_json::Value::Object(out_headers);
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(0)
+}

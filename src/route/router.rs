@@ -1,0 +1,269 @@
+//! Request → resolution over a bundle, in Cloudflare's order (spec §0, §2.4):
+//! canonicalise, decide Worker or assets, then one table probe (plus a
+//! depth-bounded walk for the 404 page). Nothing here allocates once a
+//! [`Scratch`] exists.
+
+use crate::config::{HtmlHandling, NotFoundHandling};
+use crate::format::layout::action;
+use crate::format::{Asset, Bundle};
+use crate::route::canonical::{self, canonicalize, Target};
+use crate::route::conditional;
+use crate::rules::worker_first::{self, navigation_flag, Route as Way, WorkerFirst};
+
+/// What the router needs from a request. The server fills it from the HTTP
+/// head; `sitepack resolve` from its arguments.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    /// The request target as sent on the wire (path and query).
+    pub target: &'a [u8],
+    pub if_none_match: Option<&'a [u8]>,
+    pub sec_fetch_mode: Option<&'a [u8]>,
+    pub has_authorization: bool,
+    pub has_range: bool,
+}
+
+/// How a request is answered.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'b> {
+    /// The target itself is refused (400, 404 or 414), empty body.
+    Rejected { status: u16, reason: &'static str },
+    /// Hand the request to the Worker.
+    Worker { worker_first: bool },
+    /// Serve an asset (200, or 404 for the 404 page), or 304.
+    Asset {
+        asset: Asset<'b>,
+        status: u16,
+        not_modified: bool,
+        /// Send Cloudflare's default `Cache-Control` (not with
+        /// `Authorization` or `Range`).
+        cache_control: bool,
+    },
+    /// A redirect; its `Location` is [`Scratch::location`].
+    Redirect { status: u16 },
+    /// A method other than GET/HEAD on a path that resolves: 405.
+    MethodNotAllowed,
+    /// Nothing matched: an empty 404.
+    NotFound,
+}
+
+/// Reusable buffers for [`Router::resolve`]; one per connection or thread.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    canon: canonical::Scratch,
+    location: String,
+    probe: String,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch {
+            canon: canonical::Scratch::new(),
+            location: String::with_capacity(3 * canonical::MAX_TARGET_LEN + 16),
+            probe: String::with_capacity(canonical::MAX_TARGET_LEN + 16),
+        }
+    }
+
+    /// The `Location` of the last [`Outcome::Redirect`].
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+}
+
+/// The html_handling + not_found_handling result for a decoded path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Intent<'b> {
+    Serve { asset: u32, status: u16 },
+    Redirect { location: &'b str },
+    Nothing,
+}
+
+/// The router over one bundle: everything per-bundle is computed here once.
+pub struct Router<B> {
+    bundle: Bundle<B>,
+    html_handling: HtmlHandling,
+    not_found: NotFoundHandling,
+    worker_first: WorkerFirst,
+    navigation: bool,
+    /// The SPA fallback, looked up once.
+    spa_index: Option<u32>,
+}
+
+impl<B: AsRef<[u8]>> Router<B> {
+    /// Prepares a router. Fails only if the bundle's `run_worker_first` list
+    /// is invalid, which a bundle built by sitepack never is.
+    pub fn new(bundle: Bundle<B>) -> Result<Self, worker_first::RulesError> {
+        let cfg = bundle.config();
+        let worker_first = WorkerFirst::from_config(&cfg.run_worker_first)?;
+        let spa_index = bundle.route("/index.html").and_then(|r| r.exact_asset);
+        Ok(Router {
+            navigation: navigation_flag(&cfg.compatibility_date, &cfg.compatibility_flags),
+            html_handling: cfg.html_handling,
+            not_found: cfg.not_found_handling,
+            worker_first,
+            spa_index,
+            bundle,
+        })
+    }
+
+    pub fn bundle(&self) -> &Bundle<B> {
+        &self.bundle
+    }
+
+    pub fn html_handling(&self) -> HtmlHandling {
+        self.html_handling
+    }
+
+    /// The full decision: Worker or assets, then the asset answer.
+    /// `has_worker` says whether the deployment has a Worker.
+    pub fn resolve<'s>(
+        &'s self,
+        req: &RequestHead<'_>,
+        has_worker: bool,
+        scratch: &'s mut Scratch,
+    ) -> Outcome<'s> {
+        let Scratch {
+            canon,
+            location,
+            probe,
+        } = scratch;
+        let target = match canonicalize(req.target, canon) {
+            Ok(t) => t,
+            Err(e) => return rejected(e),
+        };
+        let decision = worker_first::decide(
+            has_worker,
+            &self.worker_first,
+            target.raw_path,
+            self.navigation,
+            req.sec_fetch_mode,
+            self.not_found,
+            |nf| self.intent(target.path, nf, probe) != Intent::Nothing,
+        );
+        if decision.route == Way::Worker {
+            return Outcome::Worker {
+                worker_first: decision.worker_first,
+            };
+        }
+        self.assets(req, &target, location, probe)
+    }
+
+    /// Asset serving alone (the `ASSETS` binding's `fetch`): html_handling and
+    /// not_found_handling apply, the Worker decision does not.
+    pub fn fetch_asset<'s>(
+        &'s self,
+        req: &RequestHead<'_>,
+        scratch: &'s mut Scratch,
+    ) -> Outcome<'s> {
+        let Scratch {
+            canon,
+            location,
+            probe,
+        } = scratch;
+        match canonicalize(req.target, canon) {
+            Ok(target) => self.assets(req, &target, location, probe),
+            Err(e) => rejected(e),
+        }
+    }
+
+    fn assets<'s>(
+        &'s self,
+        req: &RequestHead<'_>,
+        target: &Target<'_>,
+        location: &mut String,
+        probe: &mut String,
+    ) -> Outcome<'s> {
+        let intent = self.intent(target.path, self.not_found, probe);
+        if intent == Intent::Nothing {
+            return Outcome::NotFound;
+        }
+        if req.method != "GET" && req.method != "HEAD" {
+            return Outcome::MethodNotAllowed;
+        }
+        match intent {
+            Intent::Nothing => Outcome::NotFound,
+            Intent::Redirect { location: to } => {
+                location.clear();
+                location.push_str(to);
+                location.push_str(target.query);
+                Outcome::Redirect { status: 307 }
+            }
+            Intent::Serve { asset, status } => {
+                if !target.is_canonical {
+                    location.clear();
+                    canonical::write_location(target.path, target.query, location);
+                    return Outcome::Redirect { status: 307 };
+                }
+                let Some(asset) = self.bundle.asset(asset) else {
+                    return Outcome::NotFound;
+                };
+                let etag = conditional::etag_value(&asset.etag);
+                let not_modified = req
+                    .if_none_match
+                    .is_some_and(|v| conditional::if_none_match(v, &etag));
+                Outcome::Asset {
+                    asset,
+                    status,
+                    not_modified,
+                    cache_control: !req.has_authorization && !req.has_range,
+                }
+            }
+        }
+    }
+
+    /// html_handling via the compiled table, then not_found_handling `nf`.
+    fn intent(&self, path: &str, nf: NotFoundHandling, probe: &mut String) -> Intent<'_> {
+        let route = self.bundle.route(path);
+        if let Some(r) = route {
+            match r.action {
+                action::SERVE => {
+                    if let Some(asset) = r.asset {
+                        return Intent::Serve {
+                            asset,
+                            status: r.status,
+                        };
+                    }
+                }
+                action::REDIRECT => {
+                    return Intent::Redirect {
+                        location: r.location,
+                    }
+                }
+                _ => {}
+            }
+        }
+        match nf {
+            NotFoundHandling::None => Intent::Nothing,
+            NotFoundHandling::SinglePageApplication => match self.spa_index {
+                Some(asset) => Intent::Serve { asset, status: 200 },
+                None => Intent::Nothing,
+            },
+            NotFoundHandling::Page404 => {
+                // Ancestors only, nearest first; the path is a directory only
+                // when it ends in `/` (spec §2.1). At most depth probes.
+                let mut prefix = path;
+                while let Some(cut) = prefix.rfind('/') {
+                    prefix = &prefix[..cut];
+                    probe.clear();
+                    probe.push_str(prefix);
+                    probe.push_str("/404.html");
+                    if let Some(asset) = self.bundle.route(probe).and_then(|r| r.exact_asset) {
+                        return Intent::Serve { asset, status: 404 };
+                    }
+                }
+                Intent::Nothing
+            }
+        }
+    }
+}
+
+fn rejected(e: canonical::Reject) -> Outcome<'static> {
+    let reason = match e {
+        canonical::Reject::BadRequest(r) | canonical::Reject::NotFound(r) => r,
+        canonical::Reject::UriTooLong => "request target too long",
+    };
+    Outcome::Rejected {
+        status: e.status(),
+        reason,
+    }
+}

@@ -1,0 +1,3 @@
+//! User-written routing rules: `run_worker_first` patterns.
+
+pub mod worker_first;
