@@ -1,0 +1,211 @@
+//! The command-line contract (`../shared/spec/cli.md`): flags, JSON keys and
+//! exit codes that scripts rely on.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn sitepack(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sitepack"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn demo(dir: &Path, extra: &[&str]) -> String {
+    let out = dir.join("demo.pack");
+    let out_s = out.to_str().unwrap().to_string();
+    let mut args = vec![
+        "build",
+        "fixtures/demo-site",
+        "-o",
+        &out_s,
+        "--compression",
+        "fast",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = sitepack(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = json(&o);
+    for key in [
+        "format",
+        "bundle",
+        "files",
+        "routes",
+        "bytes_in",
+        "bytes_out",
+        "encodings",
+        "warnings",
+    ] {
+        assert!(report.get(key).is_some(), "build --json lacks {key}");
+    }
+    assert_eq!(report["format"], 1);
+    assert_eq!(
+        report["files"], 13,
+        "demo site: drafts/ and wrangler.jsonc are ignored"
+    );
+    assert!(report["encodings"]["br"]["count"].as_u64().unwrap() > 0);
+    out_s
+}
+
+#[test]
+fn build_reads_wrangler_config_and_resolve_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = demo(dir.path(), &[]);
+    // wrangler.jsonc in the fixture sets not_found_handling = 404-page.
+    let r = json(&sitepack(&["resolve", &b, "/missing/page"]));
+    assert_eq!(r["status"], 404);
+    assert_eq!(r["asset"], "/404.html");
+    for key in [
+        "status",
+        "asset",
+        "location",
+        "encoding",
+        "worker",
+        "worker_first",
+        "headers",
+    ] {
+        assert!(r.get(key).is_some(), "resolve lacks {key}");
+    }
+    let r = json(&sitepack(&["resolve", &b, "/about.html?x=1"]));
+    assert_eq!(r["status"], 307);
+    assert_eq!(r["location"], "/about?x=1");
+    let r = json(&sitepack(&[
+        "resolve",
+        &b,
+        "/about",
+        "-H",
+        "Accept-Encoding: gzip, br",
+    ]));
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["encoding"], "br");
+    assert_eq!(r["headers"]["content-type"], "text/html; charset=utf-8");
+    assert_eq!(
+        r["headers"]["cache-control"],
+        "public, max-age=0, must-revalidate"
+    );
+    let etag = r["headers"]["etag"].as_str().unwrap().to_string();
+    let r = json(&sitepack(&[
+        "resolve",
+        &b,
+        "/about",
+        "-H",
+        &format!("If-None-Match: {etag}"),
+    ]));
+    assert_eq!(r["status"], 304);
+    let r = json(&sitepack(&["resolve", &b, "/about", "-X", "POST"]));
+    assert_eq!(r["status"], 405);
+}
+
+#[test]
+fn flags_override_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = demo(
+        dir.path(),
+        &[
+            "--not-found-handling",
+            "single-page-application",
+            "--html-handling",
+            "none",
+        ],
+    );
+    let r = json(&sitepack(&["resolve", &b, "/missing/page"]));
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["asset"], "/index.html");
+    let r = json(&sitepack(&["resolve", &b, "/about.html"]));
+    assert_eq!(r["status"], 200, "html_handling none serves the exact file");
+    let i = json(&sitepack(&["inspect", &b, "--json"]));
+    assert_eq!(i["config"]["html_handling"], "none");
+    assert_eq!(i["config"]["compatibility_date"], "2025-06-01");
+}
+
+#[test]
+fn run_worker_first_patterns_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = demo(
+        dir.path(),
+        &[
+            "--run-worker-first",
+            "/api/*",
+            "--run-worker-first",
+            "!/api/public/*",
+        ],
+    );
+    let r = json(&sitepack(&["resolve", &b, "/api/users", "--worker"]));
+    assert_eq!(r["worker"], true);
+    assert_eq!(r["worker_first"], true);
+    assert_eq!(r["status"], Value::Null);
+    let r = json(&sitepack(&["resolve", &b, "/api/public/x", "--worker"]));
+    assert_eq!(r["worker"], false);
+    // Assets first, nothing matches, a Worker exists: it gets the request.
+    let r = json(&sitepack(&["resolve", &b, "/nothing-here.js", "--worker"]));
+    assert_eq!(
+        r["status"], 404,
+        "404-page fallback answers before the worker with static routing"
+    );
+
+    let bad = dir.path().join("bad.pack");
+    let o = sitepack(&[
+        "build",
+        "fixtures/demo-site",
+        "-o",
+        bad.to_str().unwrap(),
+        "--run-worker-first",
+        "/api/*",
+        "--run-worker-first",
+        "/api/x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("run_worker_first") && err.contains("/api/x"),
+        "{err}"
+    );
+    assert!(!bad.exists(), "no bundle on a configuration error");
+}
+
+#[test]
+fn inspect_lists_assets_and_verify_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = demo(dir.path(), &[]);
+    let i = json(&sitepack(&["inspect", &b, "--json"]));
+    let assets = i["assets"].as_array().unwrap();
+    let about = assets.iter().find(|a| a["path"] == "/about.html").unwrap();
+    assert_eq!(about["content_type"], "text/html; charset=utf-8");
+    assert_eq!(about["hash"].as_str().unwrap().len(), 32);
+    assert!(about["encodings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "br"));
+    let png = assets.iter().find(|a| a["path"] == "/favicon.png").unwrap();
+    assert!(
+        png["encodings"].as_array().unwrap().is_empty(),
+        "PNG is stored as is"
+    );
+    assert_eq!(sitepack(&["verify", &b]).status.code(), Some(0));
+    let mut bytes = std::fs::read(&b).unwrap();
+    let mid = 200;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&b, bytes).unwrap();
+    let o = sitepack(&["verify", &b]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("blob"));
+    assert_eq!(
+        sitepack(&["verify", "/no/such/file"]).status.code(),
+        Some(2)
+    );
+}
