@@ -1,5 +1,5 @@
 //! Property: for random trees, modes and request paths, the compiled bundle
-//! + router answers exactly what a direct implementation of the spec's
+//! and router answer exactly what a direct implementation of the spec's
 //! decision procedure (§1.3, §1.4, §2) answers.
 
 use std::collections::HashMap;
