@@ -1,6 +1,7 @@
 //! The request path does not touch the heap: a counting global allocator
 //! watches `Router::resolve` for hits, html_handling redirects, 404-page
-//! fallbacks, worker decisions and rejections over the demo site.
+//! fallbacks, worker decisions and rejections over the demo site, whose
+//! `_headers` and `_redirects` rules are loaded (and match none of these).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -91,6 +92,7 @@ fn resolve_does_not_allocate() {
             sec_fetch_mode: Some(b"navigate"),
             has_authorization: false,
             has_range: false,
+            origin: Some("http://example.com"),
         };
         let (kind, n) = allocations(|| match router.resolve(&req, true, &mut scratch) {
             Outcome::Asset { .. } => "asset",

@@ -109,6 +109,7 @@ fn ask(bundle_bytes: Vec<u8>, c: &Value, path: &str, has_worker: bool) -> Answer
         sec_fetch_mode: header(c, "Sec-Fetch-Mode").map(str::as_bytes),
         has_authorization: header(c, "Authorization").is_some(),
         has_range: header(c, "Range").is_some(),
+        origin: Some("https://example.com"),
     };
     let mut scratch = Scratch::new();
     let outcome = router.resolve(&req, has_worker, &mut scratch);

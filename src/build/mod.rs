@@ -174,11 +174,39 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     write::preflight(&opts.output, &out_dir)?;
     let mut walk_opts = opts.walk.clone();
     walk_opts.output = Some(opts.output.clone());
-    let set = walk::walk(&opts.root, &walk_opts)?;
+    let mut set = walk::walk(&opts.root, &walk_opts)?;
+    rule_warnings(&mut set, opts.config.html_handling);
     let spec = assemble(&set, &opts.config, opts.compression, progress)?;
     write::publish(&spec, &opts.output, check_written)?;
     progress.finish();
     Ok(report(&spec, &opts.output, set.warnings))
+}
+
+/// Parses the rule files once at build so every rejected line is reported
+/// (file, 1-based line, reason); the lines are ignored, the build goes on.
+fn rule_warnings(set: &mut walk::FileSet, html: crate::config::HtmlHandling) {
+    use crate::rules::{headers, redirects};
+    let mut found = Vec::new();
+    if let Some(text) = &set.headers_text {
+        found.extend(headers::parse(text).1.into_iter().map(|w| ("_headers", w)));
+    }
+    if let Some(text) = &set.redirects_text {
+        found.extend(
+            redirects::parse(text, html)
+                .1
+                .into_iter()
+                .map(|w| ("_redirects", w)),
+        );
+    }
+    for (file, w) in found {
+        // A rule-count limit is about the file, not one line (spec §5.1, §6.1).
+        let line = (w.kind == crate::rules::pattern::WarningKind::Line).then_some(w.line);
+        set.warnings.push(Warning {
+            file: file.to_string(),
+            line,
+            message: w.message,
+        });
+    }
 }
 
 /// Re-opens the written temp file and fully verifies it before it may replace

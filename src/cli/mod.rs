@@ -6,6 +6,7 @@ pub mod extract;
 pub mod inspect;
 pub mod map;
 pub mod resolve;
+pub mod serve;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Answer one request from a bundle, without a network, as JSON.
     Resolve(resolve::Args),
+    /// Serve a bundle (or a directory, built first) over HTTP.
+    Serve(serve::Args),
     /// Write a bundle's files back into a directory, byte for byte.
     Extract(extract::Args),
 }
@@ -40,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Verify(a) => verify::run(a),
         Command::Extract(a) => extract::run(a),
         Command::Resolve(a) => resolve::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

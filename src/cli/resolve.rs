@@ -41,7 +41,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let inm = get("if-none-match");
     let sfm = get("sec-fetch-mode");
     let ae = get("accept-encoding");
+    // `serve` speaks plain HTTP, so that is the origin a Host names.
+    let origin = get("host").map(|h| format!("http://{h}"));
     let req = RequestHead {
+        origin: origin.as_deref(),
         method: &args.method,
         target: args.target.as_bytes(),
         if_none_match: inm.as_deref().map(str::as_bytes),
@@ -51,6 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let mut scratch = Scratch::new();
     let outcome = router.resolve(&req, args.worker, &mut scratch);
+    let outcome_takes_rules = outcome.takes_header_rules();
     let mut out_headers = serde_json::Map::new();
     let mut doc = json!({
         "status": null, "asset": null, "location": null, "encoding": "identity",
@@ -102,6 +106,31 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                     json!("public, max-age=0, must-revalidate"),
                 );
             }
+        }
+    }
+    if outcome_takes_rules {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in &out_headers {
+            if let (Ok(n), Some(v)) = (
+                http::header::HeaderName::from_bytes(k.as_bytes()),
+                v.as_str(),
+            ) {
+                if let Ok(v) = http::HeaderValue::from_str(v) {
+                    map.insert(n, v);
+                }
+            }
+        }
+        let host = get("host");
+        let host = host.as_deref().map(|h| h.split(':').next().unwrap_or(h));
+        router.apply_headers(host, scratch.raw_path(), &mut map);
+        out_headers.clear();
+        for name in map.keys() {
+            let joined: Vec<String> = map
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            out_headers.insert(name.as_str().to_string(), json!(joined.join(", ")));
         }
     }
     doc["headers"] = serde_json::Value::Object(out_headers);

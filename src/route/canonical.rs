@@ -99,6 +99,14 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// The WHATWG pathname of the last successful [`canonicalize`] call
+    /// (what `_headers` rules match), or empty.
+    pub fn raw_path(&self) -> &str {
+        std::str::from_utf8(&self.raw_path).unwrap_or("")
+    }
+}
+
 impl Default for Scratch {
     fn default() -> Self {
         Self::new()

@@ -53,10 +53,7 @@ fn trim(b: &[u8]) -> &[u8] {
 }
 
 /// Picks the encoding code (`None` = identity) among `available` codes.
-pub fn choose(
-    accept_encoding: Option<&[u8]>,
-    available: impl Iterator<Item = u8> + Clone,
-) -> Option<u8> {
+pub fn choose(accept_encoding: Option<&[u8]>, available: impl Iterator<Item = u8>) -> Option<u8> {
     let field = accept_encoding?;
     let mut best: Option<(u16, u8, u8)> = None; // (q, rank, code)
     for code in available {

@@ -8,6 +8,8 @@ use crate::format::layout::action;
 use crate::format::{Asset, Bundle};
 use crate::route::canonical::{self, canonicalize, Target};
 use crate::route::conditional;
+use crate::rules::headers::{self, HeaderRules, HeaderSink};
+use crate::rules::redirects::{self, RedirectOutcome, RedirectRules};
 use crate::rules::worker_first::{self, navigation_flag, Route as Way, WorkerFirst};
 
 /// What the router needs from a request. The server fills it from the HTTP
@@ -21,6 +23,10 @@ pub struct RequestHead<'a> {
     pub sec_fetch_mode: Option<&'a [u8]>,
     pub has_authorization: bool,
     pub has_range: bool,
+    /// `scheme://host[:port]` the request was sent to, if known: a
+    /// `_redirects` target on this origin is answered with a relative
+    /// Location (spec §6.2).
+    pub origin: Option<&'a str>,
 }
 
 /// How a request is answered.
@@ -47,10 +53,20 @@ pub enum Outcome<'b> {
     NotFound,
 }
 
+impl Outcome<'_> {
+    /// Whether `_headers` rules apply: every response asset serving makes
+    /// (spec §0 step 9), not rejections of the target itself nor the Worker.
+    pub fn takes_header_rules(&self) -> bool {
+        !matches!(self, Outcome::Rejected { .. } | Outcome::Worker { .. })
+    }
+}
+
 /// Reusable buffers for [`Router::resolve`]; one per connection or thread.
 #[derive(Debug, Default)]
 pub struct Scratch {
     canon: canonical::Scratch,
+    /// For the path a `_redirects` 200 rule rewrites to.
+    rewrite: canonical::Scratch,
     location: String,
     probe: String,
 }
@@ -59,6 +75,7 @@ impl Scratch {
     pub fn new() -> Self {
         Scratch {
             canon: canonical::Scratch::new(),
+            rewrite: canonical::Scratch::new(),
             location: String::with_capacity(3 * canonical::MAX_TARGET_LEN + 16),
             probe: String::with_capacity(canonical::MAX_TARGET_LEN + 16),
         }
@@ -67,6 +84,11 @@ impl Scratch {
     /// The `Location` of the last [`Outcome::Redirect`].
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// The request's WHATWG pathname, which `_headers` rules match.
+    pub fn raw_path(&self) -> &str {
+        self.canon.raw_path()
     }
 }
 
@@ -87,6 +109,8 @@ pub struct Router<B> {
     navigation: bool,
     /// The SPA fallback, looked up once.
     spa_index: Option<u32>,
+    redirects: RedirectRules,
+    headers: HeaderRules,
 }
 
 impl<B: AsRef<[u8]>> Router<B> {
@@ -96,7 +120,13 @@ impl<B: AsRef<[u8]>> Router<B> {
         let cfg = bundle.config();
         let worker_first = WorkerFirst::from_config(&cfg.run_worker_first)?;
         let spa_index = bundle.route("/index.html").and_then(|r| r.exact_asset);
+        // The rules were validated at build; rejected lines were warnings then.
+        let (redirects, _) =
+            redirects::parse(bundle.redirects_text().unwrap_or(""), cfg.html_handling);
+        let (headers, _) = headers::parse(bundle.headers_text().unwrap_or(""));
         Ok(Router {
+            redirects,
+            headers,
             navigation: navigation_flag(&cfg.compatibility_date, &cfg.compatibility_flags),
             html_handling: cfg.html_handling,
             not_found: cfg.not_found_handling,
@@ -120,10 +150,11 @@ impl<B: AsRef<[u8]>> Router<B> {
         &'s self,
         req: &RequestHead<'_>,
         has_worker: bool,
-        scratch: &'s mut Scratch,
+        scratch: &mut Scratch,
     ) -> Outcome<'s> {
         let Scratch {
             canon,
+            rewrite,
             location,
             probe,
         } = scratch;
@@ -138,30 +169,62 @@ impl<B: AsRef<[u8]>> Router<B> {
             self.navigation,
             req.sec_fetch_mode,
             self.not_found,
-            |nf| self.intent(target.path, nf, probe) != Intent::Nothing,
+            // `_redirects` rules (redirects and rewrites alike) count as "can
+            // fetch": they take precedence over the Worker (spec §2.4).
+            |nf| {
+                self.has_redirect_rule(&target, req.origin)
+                    || self.intent(target.path, nf, probe) != Intent::Nothing
+            },
         );
         if decision.route == Way::Worker {
             return Outcome::Worker {
                 worker_first: decision.worker_first,
             };
         }
-        self.assets(req, &target, location, probe)
+        self.assets(req, &target, rewrite, location, probe)
+    }
+
+    fn has_redirect_rule(&self, target: &Target<'_>, origin: Option<&str>) -> bool {
+        !self.redirects.is_empty() && self.redirect_rule(target, origin).is_some()
+    }
+
+    fn redirect_rule(&self, target: &Target<'_>, origin: Option<&str>) -> Option<RedirectOutcome> {
+        if self.redirects.is_empty() {
+            return None;
+        }
+        let query = target.query.strip_prefix('?');
+        self.redirects.evaluate(target.raw_path, query, origin)
+    }
+
+    /// Applies the `_headers` rules for the request whose pathname is
+    /// `raw_path` (see [`Scratch::raw_path`]); `host` enables absolute rules.
+    pub fn apply_headers(&self, host: Option<&str>, raw_path: &str, sink: &mut impl HeaderSink) {
+        if !self.headers.is_empty() {
+            self.headers.apply(host, raw_path, sink);
+        }
+    }
+
+    /// The `_headers` rules, for `inspect`.
+    pub fn header_rules(&self) -> &HeaderRules {
+        &self.headers
+    }
+
+    /// The `_redirects` rules, for `inspect`.
+    pub fn redirect_rules(&self) -> &RedirectRules {
+        &self.redirects
     }
 
     /// Asset serving alone (the `ASSETS` binding's `fetch`): html_handling and
     /// not_found_handling apply, the Worker decision does not.
-    pub fn fetch_asset<'s>(
-        &'s self,
-        req: &RequestHead<'_>,
-        scratch: &'s mut Scratch,
-    ) -> Outcome<'s> {
+    pub fn fetch_asset<'s>(&'s self, req: &RequestHead<'_>, scratch: &mut Scratch) -> Outcome<'s> {
         let Scratch {
             canon,
+            rewrite,
             location,
             probe,
         } = scratch;
         match canonicalize(req.target, canon) {
-            Ok(target) => self.assets(req, &target, location, probe),
+            Ok(target) => self.assets(req, &target, rewrite, location, probe),
             Err(e) => rejected(e),
         }
     }
@@ -169,10 +232,37 @@ impl<B: AsRef<[u8]>> Router<B> {
     fn assets<'s>(
         &'s self,
         req: &RequestHead<'_>,
-        target: &Target<'_>,
+        original: &Target<'_>,
+        rewrite: &mut canonical::Scratch,
         location: &mut String,
         probe: &mut String,
     ) -> Outcome<'s> {
+        // Step 1: `_redirects`, on the raw pathname, whatever the method.
+        let mut rewritten: Option<Target<'_>> = None;
+        match self.redirect_rule(original, req.origin) {
+            None => {}
+            Some(RedirectOutcome::Redirect {
+                status,
+                location: to,
+            }) => {
+                location.clear();
+                location.push_str(&to);
+                return Outcome::Redirect { status };
+            }
+            Some(RedirectOutcome::Rewrite { path }) => {
+                // The new path is a URL path: canonicalise it like a request,
+                // keeping the original query for any later redirect. A
+                // rewrite that does not resolve is a plain 404.
+                location.clear();
+                location.push_str(&path);
+                location.push_str(original.query);
+                match canonicalize(location.as_bytes(), rewrite) {
+                    Ok(t) => rewritten = Some(t),
+                    Err(_) => return Outcome::NotFound,
+                }
+            }
+        }
+        let target = rewritten.as_ref().unwrap_or(original);
         let intent = self.intent(target.path, self.not_found, probe);
         if intent == Intent::Nothing {
             return Outcome::NotFound;

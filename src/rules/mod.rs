@@ -1,3 +1,7 @@
-//! User-written routing rules: `run_worker_first` patterns.
+//! User-written routing rules: Cloudflare URL patterns and the three files
+//! that use them (`_headers`, `_redirects`, `run_worker_first`).
 
+pub mod headers;
+pub mod pattern;
+pub mod redirects;
 pub mod worker_first;

@@ -1,0 +1,139 @@
+//! `sitepack serve`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::build::RoutingArgs;
+use crate::build::{self, BuildOptions, Compression, WalkOptions};
+use crate::config::Config;
+use crate::serve::{self, AccessLog, Limits, State, Upstream, Worker};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A bundle file, or an asset directory (built first, cached by content).
+    pub source: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Proxy requests routed to the Worker to this HTTP origin.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Read the bundle into memory instead of mapping it (network file
+    /// systems, untrusted bundles).
+    #[arg(long)]
+    pub no_mmap: bool,
+    #[arg(long, value_enum)]
+    pub access_log: Option<AccessLog>,
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Routing settings, used when SOURCE is a directory.
+    #[command(flatten)]
+    pub routing: RoutingArgs,
+}
+
+/// Builds DIR into a cache file named after everything that affects the
+/// bundle (the config and every file's path, size, inode and mtime), so an
+/// unchanged tree is served at once and a changed one is rebuilt.
+fn cached_build(dir: &Path, config: &Config) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let set = build::walk::walk(dir, &WalkOptions::default())?;
+    let mut h = blake3::Hasher::new();
+    h.update(dir.canonicalize()?.as_os_str().as_encoded_bytes());
+    h.update(format!("{config:?}{}", env!("CARGO_PKG_VERSION")).as_bytes());
+    h.update(set.headers_text.as_deref().unwrap_or("").as_bytes());
+    h.update(set.redirects_text.as_deref().unwrap_or("").as_bytes());
+    for f in &set.files {
+        let m = std::fs::metadata(&f.path)?;
+        h.update(
+            format!(
+                "{}\0{}\0{}\0{}\0{}\n",
+                f.key,
+                f.len,
+                f.ino,
+                m.mtime(),
+                m.mtime_nsec()
+            )
+            .as_bytes(),
+        );
+    }
+    let cache = std::env::temp_dir().join("sitepack-cache");
+    std::fs::create_dir_all(&cache)
+        .with_context(|| format!("{}: cannot create", cache.display()))?;
+    let out = cache.join(format!("{}.pack", &h.finalize().to_hex()[..24]));
+    if out.is_file() {
+        eprintln!(
+            "serve: {} unchanged, using {}",
+            dir.display(),
+            out.display()
+        );
+        return Ok(out);
+    }
+    eprintln!("serve: building {} into {}", dir.display(), out.display());
+    let opts = BuildOptions {
+        root: dir.to_path_buf(),
+        output: out.clone(),
+        config: config.clone(),
+        compression: Compression::Default,
+        walk: WalkOptions::default(),
+    };
+    let report = build::build(&opts, &())?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(out)
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let bundle_path = if args.source.is_dir() {
+        let (dir, config) = args.routing.resolve(Some(args.source.clone()))?;
+        cached_build(&dir, &config).with_context(|| format!("build of {} failed", dir.display()))?
+    } else {
+        args.source.clone()
+    };
+    let worker: Option<Arc<dyn Worker>> = match &args.upstream {
+        Some(u) => Some(Arc::new(Upstream::new(u).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
+    let state = State::from_file(&bundle_path, args.no_mmap, worker, args.access_log)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        eprintln!(
+            "serve: {} on http://{}",
+            bundle_path.display(),
+            listener.local_addr().unwrap_or(args.listen)
+        );
+        tokio::spawn(serve::reload::watch(
+            state.clone(),
+            Duration::from_millis(500),
+        ));
+        let limits = Limits {
+            max_connections: args.max_connections,
+            ..Limits::default()
+        };
+        serve::serve(listener, state, limits, shutdown_signal()).await?;
+        eprintln!("serve: stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,311 @@
+//! Resolution → HTTP response: representation choice, validators, Range,
+//! HEAD, and zero-copy bodies that slice the mapped bundle.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+
+use super::{Body, Site};
+use crate::format::layout::encoding;
+use crate::format::Asset;
+use crate::route::{conditional, negotiate, Outcome};
+
+/// The default `Cache-Control` of Cloudflare's asset worker (spec §4.1).
+const DEFAULT_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
+
+/// A body of bundle bytes that keeps the bundle alive for as long as the
+/// body is in flight, so a hot swap never pulls bytes from under a response.
+struct Slice {
+    site: Arc<Site>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for Slice {
+    fn as_ref(&self) -> &[u8] {
+        self.site
+            .router
+            .bundle()
+            .bytes()
+            .get(self.start..self.end)
+            .unwrap_or(&[])
+    }
+}
+
+fn slice_of(site: &Arc<Site>, bytes: &[u8]) -> Bytes {
+    let base = site.router.bundle().bytes().as_ptr() as usize;
+    let start = (bytes.as_ptr() as usize).wrapping_sub(base);
+    if bytes.is_empty() {
+        return Bytes::new();
+    }
+    Bytes::from_owner(Slice {
+        site: site.clone(),
+        start,
+        end: start + bytes.len(),
+    })
+}
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+pub fn full(status: StatusCode, bytes: Bytes) -> Response<Body> {
+    let mut r = Response::new(Full::new(bytes).map_err(|never| match never {}).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+/// The parts of a request the response depends on.
+pub struct RequestInfo<'a> {
+    pub method: &'a Method,
+    pub accept_encoding: Option<&'a [u8]>,
+    pub range: Option<&'a [u8]>,
+    pub if_range: Option<&'a [u8]>,
+    pub if_none_match: Option<&'a [u8]>,
+}
+
+/// The strong ETag of one representation: the content hash token for
+/// identity (Cloudflare's ETag), `-<coding>` appended for a variant, so
+/// every representation has its own validator (RFC 9110 §8.8.3).
+fn representation_etag(asset: &Asset<'_>, code: Option<u8>) -> HeaderValue {
+    let base = conditional::etag_value(&asset.etag);
+    let v = match code.and_then(encoding::name) {
+        None => HeaderValue::from_bytes(&base),
+        Some(name) => {
+            let mut s = Vec::with_capacity(base.len() + name.len() + 1);
+            s.extend_from_slice(&base[..base.len() - 1]);
+            s.push(b'-');
+            s.extend_from_slice(name.as_bytes());
+            s.push(b'"');
+            HeaderValue::from_bytes(&s)
+        }
+    };
+    v.unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+/// Builds the response for every outcome but `Worker`.
+pub fn respond(
+    site: &Arc<Site>,
+    outcome: Outcome<'_>,
+    location: &str,
+    req: &RequestInfo<'_>,
+) -> Response<Body> {
+    match outcome {
+        Outcome::Rejected { status, .. } => {
+            empty(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
+        }
+        Outcome::Worker { .. } | Outcome::NotFound => empty(StatusCode::NOT_FOUND),
+        Outcome::MethodNotAllowed => {
+            let mut r = empty(StatusCode::METHOD_NOT_ALLOWED);
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+        Outcome::Redirect { status } => {
+            let mut r =
+                empty(StatusCode::from_u16(status).unwrap_or(StatusCode::TEMPORARY_REDIRECT));
+            // Locations come from the canonicaliser or from validated rules;
+            // HeaderValue refuses CR/LF/NUL as a last line of defence.
+            match HeaderValue::from_str(location) {
+                Ok(v) => {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                Err(_) => return empty(StatusCode::NOT_FOUND),
+            }
+            r
+        }
+        Outcome::Asset {
+            asset,
+            status,
+            not_modified,
+            cache_control,
+        } => asset_response(site, &asset, status, not_modified, cache_control, req),
+    }
+}
+
+fn asset_response(
+    site: &Arc<Site>,
+    asset: &Asset<'_>,
+    status: u16,
+    identity_not_modified: bool,
+    cache_control: bool,
+    req: &RequestInfo<'_>,
+) -> Response<Body> {
+    let bundle = site.router.bundle();
+    let Some(identity) = bundle.blob(asset.blob) else {
+        return empty(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let has_variants = bundle.variants(asset.blob).next().is_some();
+    let chosen_code = negotiate::choose(
+        req.accept_encoding,
+        bundle.variants(asset.blob).filter_map(|v| v.encoding),
+    );
+
+    // Range applies to the identity representation only; If-Range needs a
+    // strong match with it, else the Range is ignored.
+    let identity_etag = representation_etag(asset, None);
+    let range = req
+        .range
+        .filter(|_| req.if_range.is_none_or(|v| v == identity_etag.as_bytes()));
+    let range_plan = range.map(|r| plan_range(r, identity.len() as u64));
+    let use_identity = matches!(
+        range_plan,
+        Some(RangePlan::Partial(_) | RangePlan::Unsatisfiable)
+    );
+    let code = if use_identity { None } else { chosen_code };
+    let bytes: &[u8] = match code {
+        None => identity,
+        Some(c) => bundle
+            .variants(asset.blob)
+            .find(|v| v.encoding == Some(c))
+            .map_or(identity, |v| v.bytes),
+    };
+    let etag = if bytes.as_ptr() == identity.as_ptr() {
+        identity_etag.clone()
+    } else {
+        representation_etag(asset, code)
+    };
+
+    // If-None-Match matches any representation the client may hold.
+    let not_modified = identity_not_modified
+        || req.if_none_match.is_some_and(|inm| {
+            bundle.variants(asset.blob).any(|v| {
+                conditional::if_none_match(inm, representation_etag(asset, v.encoding).as_bytes())
+            })
+        });
+
+    let head_only = req.method == Method::HEAD;
+    let mut resp = if not_modified {
+        empty(StatusCode::NOT_MODIFIED)
+    } else {
+        match range_plan {
+            Some(RangePlan::Unsatisfiable) => {
+                let mut r = empty(StatusCode::RANGE_NOT_SATISFIABLE);
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", identity.len())) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                r
+            }
+            Some(RangePlan::Partial(r)) if status == 200 => {
+                let part = &identity[r.0 as usize..=r.1 as usize];
+                let mut resp = body(site, StatusCode::PARTIAL_CONTENT, part, head_only);
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("bytes {}-{}/{}", r.0, r.1, identity.len()))
+                {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                resp
+            }
+            _ => body(
+                site,
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                bytes,
+                head_only,
+            ),
+        }
+    };
+    let h = resp.headers_mut();
+    if let Some(ct) = asset
+        .content_type
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        h.insert(header::CONTENT_TYPE, ct);
+    }
+    h.insert(header::ETAG, etag);
+    if cache_control {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(DEFAULT_CACHE_CONTROL),
+        );
+    }
+    if has_variants {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    if let Some(name) = code.and_then(encoding::name) {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(name));
+    }
+    if status == 200 {
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    resp
+}
+
+/// A body of bundle bytes; HEAD keeps the length but sends nothing.
+fn body(site: &Arc<Site>, status: StatusCode, bytes: &[u8], head_only: bool) -> Response<Body> {
+    let mut r = if head_only {
+        empty(status)
+    } else {
+        full(status, slice_of(site, bytes))
+    };
+    r.headers_mut().insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(bytes.len() as u64),
+    );
+    r
+}
+
+enum RangePlan {
+    /// Serve the whole representation (syntax we ignore, several ranges).
+    Ignore,
+    Partial((u64, u64)),
+    Unsatisfiable,
+}
+
+/// One range is served; several are answered with the full body (no
+/// multipart, no amplification); a syntactically bad or unknown-unit Range
+/// is ignored (RFC 9110 §14.2); an unsatisfiable one is 416.
+fn plan_range(value: &[u8], len: u64) -> RangePlan {
+    use http_range_header::RangeUnsatisfiableError as E;
+    let Ok(text) = std::str::from_utf8(value) else {
+        return RangePlan::Ignore;
+    };
+    let parsed = match http_range_header::parse_range_header(text) {
+        Ok(p) => p,
+        Err(E::Unsatisfiable) => return RangePlan::Unsatisfiable,
+        Err(_) => return RangePlan::Ignore,
+    };
+    if parsed.len() != 1 {
+        return RangePlan::Ignore;
+    }
+    match parsed.validate(len) {
+        Ok(v) => match v.first() {
+            Some(r) => RangePlan::Partial((*r.start(), *r.end())),
+            None => RangePlan::Unsatisfiable,
+        },
+        Err(E::Unsatisfiable) => RangePlan::Unsatisfiable,
+        Err(_) => RangePlan::Ignore,
+    }
+}
+
+/// Drops the hop-by-hop fields of RFC 9110 §7.6.1 (and those `Connection`
+/// names) before a message crosses the proxy.
+pub fn strip_hop_by_hop(h: &mut http::HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        h.remove(n);
+    }
+}
