@@ -24,6 +24,9 @@ pub const DEFAULT_MAX_FILES: usize = 100_000;
 pub const MAX_KEY_LEN: usize = 16 * 1024;
 /// Keys longer than this get a warning.
 pub const WARN_KEY_LEN: usize = 2 * 1024;
+/// `_headers`, `_redirects` and `.assetsignore` larger than this are refused
+/// before they are read: Cloudflare's own limits keep real ones far below.
+pub const MAX_RULE_FILE: u64 = 4 * 1024 * 1024;
 /// At most this many problems are listed in one error.
 pub const MAX_PROBLEMS: usize = 100;
 
@@ -188,7 +191,7 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<FileSet, BuildError> {
         }
 
         let (path, meta) = if ft.is_symlink() {
-            match follow(full, &canon_root, opts.follow_symlinks) {
+            match follow(full, &canon_root, opts.follow_symlinks, &ignore) {
                 Ok(target) => target,
                 Err(rule) => {
                     push(&mut problems, shown, rule);
@@ -290,6 +293,12 @@ fn ignore_matcher(root: &Path) -> Result<Gitignore, BuildError> {
     }
     let file = root.join(".assetsignore");
     match fs::symlink_metadata(&file) {
+        Ok(m) if m.is_file() && m.len() > MAX_RULE_FILE => {
+            return Err(BuildError::Tree(vec![Problem {
+                path: ".assetsignore".into(),
+                rule: format!("is {} bytes, over the {MAX_RULE_FILE}-byte limit", m.len()),
+            }]))
+        }
         Ok(m) if m.is_file() => {
             let text = fs::read(&file).map_err(|e| BuildError::io(&file, e))?;
             let text = String::from_utf8(text)
@@ -330,7 +339,22 @@ fn rule_file(
         });
         return Ok(None);
     }
-    let bytes = fs::read(&path).map_err(|e| BuildError::io(&path, e))?;
+    if meta.len() > MAX_RULE_FILE {
+        problems.push(Problem {
+            path: name.into(),
+            rule: format!(
+                "is {} bytes, over the {MAX_RULE_FILE}-byte limit",
+                meta.len()
+            ),
+        });
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    fs::File::open(&path)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_RULE_FILE + 1), &mut bytes)
+        })
+        .map_err(|e| BuildError::io(&path, e))?;
     match String::from_utf8(bytes) {
         Ok(mut text) => {
             if text.starts_with('\u{feff}') {
@@ -357,6 +381,7 @@ fn follow(
     link: &Path,
     canon_root: &Path,
     allowed: bool,
+    ignore: &Gitignore,
 ) -> Result<(PathBuf, fs::Metadata), String> {
     if !allowed {
         return Err(
@@ -377,6 +402,15 @@ fn follow(
     let meta = fs::metadata(&target).map_err(|e| format!("symlink target unreadable: {e}"))?;
     if meta.is_dir() {
         return Err("is a symlink to a directory; directory links are never followed".into());
+    }
+    // A link must not publish what the walk leaves out (`.env`, ignored files).
+    if let Ok(rel) = target.strip_prefix(canon_root) {
+        if ignore.matched_path_or_any_parents(rel, false).is_ignore() {
+            return Err(format!(
+                "is a symlink to {}, which is excluded from the assets",
+                escape_path(rel.as_os_str())
+            ));
+        }
     }
     Ok((target, meta))
 }

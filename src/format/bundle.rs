@@ -120,6 +120,11 @@ impl<B: AsRef<[u8]>> Bundle<B> {
         if header.flags.get() & !KNOWN_FLAGS != 0 {
             return Err(FormatError::Flags(header.flags.get()));
         }
+        // The header is not covered by the index checksum: every field of it
+        // is checked on its own, and reserved bytes must be zero.
+        if header.reserved.get() != 0 {
+            return Err(corrupt("header: reserved field is not zero"));
+        }
         if header.file_len.get() != bytes.len() as u64 {
             return Err(FormatError::Length {
                 expected: header.file_len.get(),
@@ -149,6 +154,7 @@ impl<B: AsRef<[u8]>> Bundle<B> {
             .map_err(|_| corrupt("section table"))?;
         let mut s = Sections::default();
         let mut seen = 0u32;
+        let mut spans: Vec<(usize, usize, u32)> = Vec::with_capacity(entries.len());
         for e in entries {
             let r = range(e.offset.get(), e.len.get(), bytes.len(), "section")?;
             if r.start < index.start + table_len || r.end > index.end {
@@ -158,6 +164,7 @@ impl<B: AsRef<[u8]>> Bundle<B> {
                 )));
             }
             let kind = e.kind.get();
+            spans.push((r.start, r.end, kind));
             let slot = match kind {
                 section::CONFIG => &mut s.config,
                 section::STRINGS => &mut s.strings,
@@ -177,6 +184,15 @@ impl<B: AsRef<[u8]>> Bundle<B> {
             }
             seen |= 1 << kind;
             *slot = r;
+        }
+        spans.sort_unstable();
+        for pair in spans.windows(2) {
+            if pair[1].0 < pair[0].1 {
+                return Err(corrupt(format!(
+                    "sections {} and {} overlap",
+                    pair[0].2, pair[1].2
+                )));
+            }
         }
         for kind in 1..=11u32 {
             if seen & (1 << kind) == 0 {
@@ -216,8 +232,11 @@ impl<B: AsRef<[u8]>> Bundle<B> {
             .ok_or_else(|| corrupt("config: unknown html_handling"))?;
         NotFoundHandling::from_code(cfg.not_found_handling)
             .ok_or_else(|| corrupt("config: unknown not_found_handling"))?;
-        if cfg.run_worker_first > 2 || cfg.rule_files > 3 {
+        if cfg.run_worker_first > 2 {
             return Err(corrupt("config: unknown run_worker_first"));
+        }
+        if cfg.rule_files > 3 {
+            return Err(corrupt("config: unknown rule_files bits"));
         }
         check_str(&cfg.compatibility_date, "config")?;
         check_str(&cfg.compatibility_flags, "config")?;

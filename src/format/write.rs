@@ -300,8 +300,11 @@ pub fn publish(
     preflight(out, &dir)?;
     remove_stale_temps(&dir, &name);
 
+    // 0666 less the umask, like any file a build tool writes: a server
+    // running as another user must be able to read the bundle.
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(&name))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(&dir)
         .map_err(|e| PublishError::io(&dir, "cannot create a temp file in", e))?;
     write_bundle(spec, tmp.as_file_mut())
@@ -325,6 +328,12 @@ pub fn preflight(out: &Path, dir: &Path) -> Result<(), PublishError> {
             "output directory is not a directory",
         ));
     }
+    // Probe with a real (immediately removed) temp file: the only check that
+    // holds for ACLs, read-only mounts and root alike.
+    tempfile::Builder::new()
+        .prefix(".sitepack-probe.tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| PublishError::io(dir, "output directory is not writable", e))?;
     if let Ok(m) = fs::symlink_metadata(out) {
         if m.file_type().is_symlink() {
             return Err(PublishError::new(

@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use crate::cli::map::BundleBytes;
 use crate::format::Bundle;
 use crate::route::{Outcome, RequestHead, Router, Scratch};
-pub use worker::{Assets, BoxFuture, ClientAddr, Env, Upstream, Worker};
+pub use worker::{channel_body, Assets, BoxFuture, ClientAddr, Env, Upstream, Worker};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every response (assets, redirects, worker responses).

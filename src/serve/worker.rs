@@ -49,6 +49,31 @@ pub trait Worker: Send + Sync + 'static {
     fn fetch(&self, req: Request<Body>, env: Env) -> BoxFuture<Response<Body>>;
 }
 
+/// A response body fed from a channel, for workers that stream a
+/// transformed body (e.g. HTML rewriting) while they produce it.
+pub fn channel_body(capacity: usize) -> (tokio::sync::mpsc::Sender<bytes::Bytes>, Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+    (tx, ChannelBody { rx }.boxed())
+}
+
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = bytes::Bytes;
+    type Error = super::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
 /// `--upstream URL`: every worker request is proxied to an HTTP origin,
 /// streaming both ways.
 pub struct Upstream {

@@ -1,0 +1,683 @@
+//! Hostile build inputs through the CLI (`shared/spec/bad-trees.md`, sections
+//! A, B, C, E and H). Every refused build exits 2, names the offending path
+//! on stderr, and leaves the bundle already at the output path untouched
+//! (same bytes, same inode, no temp file).
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sitepack::build::encode::etag_hash;
+use sitepack::format::Bundle;
+use tempfile::TempDir;
+
+use common::*;
+
+struct Case {
+    _t: TempDir,
+    dir: PathBuf,
+    root: PathBuf,
+    out: PathBuf,
+    old: OldBundle,
+}
+
+impl Case {
+    /// `DIR/site/index.html`, and an old bundle at `DIR/out/site.pack`.
+    fn new() -> Case {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().to_path_buf();
+        let root = dir.join("site");
+        write_tree(&root, &[("index.html", b"<p>index</p>")]);
+        fs::create_dir(dir.join("out")).unwrap();
+        let out = dir.join("out/site.pack");
+        let old = OldBundle::place(&out);
+        Case {
+            _t: t,
+            dir,
+            root,
+            out,
+            old,
+        }
+    }
+
+    fn write(&self, rel: &str, data: &[u8]) -> PathBuf {
+        let p = self.root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, data).unwrap();
+        p
+    }
+
+    fn refused(&self, extra: &[&str], needles: &[&str]) -> Run {
+        self.refused_opts(extra, needles, &Opts::default())
+    }
+
+    /// The build exits 2 naming every needle, and the old bundle survives.
+    fn refused_opts(&self, extra: &[&str], needles: &[&str], opts: &Opts) -> Run {
+        let r = cli_build_opts(&self.root, &self.out, extra, opts);
+        assert_eq!(
+            r.code(),
+            Some(2),
+            "build {extra:?} should fail with exit 2; stderr:\n{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        for n in needles {
+            assert!(
+                r.stderr.contains(n),
+                "stderr does not name {n:?}:\n{}",
+                r.stderr
+            );
+        }
+        self.old.assert_untouched();
+        r
+    }
+
+    /// The build succeeds; returns the run and the new bundle's bytes.
+    fn built(&self, extra: &[&str]) -> (Run, Vec<u8>) {
+        let r = cli_build(&self.root, &self.out, extra);
+        assert_eq!(r.code(), Some(0), "build {extra:?} failed:\n{}", r.stderr);
+        assert_no_temps(&self.out);
+        let bytes = fs::read(&self.out).unwrap();
+        Bundle::open(&bytes[..]).unwrap().verify().unwrap();
+        (r, bytes)
+    }
+
+    /// A file outside the root holding a unique token.
+    fn canary(&self) -> (PathBuf, Vec<u8>) {
+        let token = format!("CANARY-{}-{:x}", std::process::id(), self.old.ino).into_bytes();
+        let outside = self.dir.join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        let p = outside.join("secret.txt");
+        fs::write(&p, &token).unwrap();
+        (p, token)
+    }
+
+    /// The token is in no output: stdout, stderr, or any file of the output
+    /// directory.
+    fn assert_no_leak(&self, r: &Run, token: &[u8]) {
+        assert!(!contains(&r.stdout, token) && !contains(r.stderr.as_bytes(), token));
+        for e in fs::read_dir(self.out.parent().unwrap()).unwrap().flatten() {
+            if e.file_type().unwrap().is_file() {
+                assert!(
+                    !contains(&fs::read(e.path()).unwrap(), token),
+                    "{} holds bytes of a file outside the root",
+                    e.path().display()
+                );
+            }
+        }
+    }
+}
+
+fn keys(bundle: &[u8]) -> Vec<String> {
+    let b = Bundle::open(bundle).unwrap();
+    b.assets().map(|a| a.path.to_string()).collect()
+}
+
+fn warnings(r: &Run) -> Vec<(String, String)> {
+    r.json()["warnings"]
+        .as_array()
+        .expect("warnings array")
+        .iter()
+        .map(|w| {
+            (
+                w["file"].as_str().unwrap_or("").to_string(),
+                w["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// As root every file is readable, so permission cases run the binary as
+/// `nobody` through setpriv. `None` when that is impossible.
+fn unprivileged(c: &Case) -> Option<Opts> {
+    if !is_root() {
+        return Some(Opts::default());
+    }
+    let ok = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return None;
+    }
+    // The temp dir is 0700; nobody must reach the tree and write the output
+    // directory, so a failure can only come from the unreadable entry.
+    fs::set_permissions(&c.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(c.out.parent().unwrap(), fs::Permissions::from_mode(0o777)).unwrap();
+    Some(Opts {
+        as_nobody: true,
+        ..Opts::default()
+    })
+}
+
+// ---------------------------------------------------------------- A. links
+
+#[test]
+fn bt01_symlink_loop() {
+    let c = Case::new();
+    symlink(".", c.root.join("loop")).unwrap();
+    fs::create_dir(c.root.join("a")).unwrap();
+    symlink("../..", c.root.join("a/up")).unwrap();
+    c.refused(&[], &["loop", "a/up", "symlink", "has 2 problems"]);
+    let r = c.refused(&["--follow-symlinks"], &["loop", "a/up", "has 2 problems"]);
+    assert!(r.elapsed < Duration::from_secs(10));
+}
+
+#[test]
+fn bt02_link_to_host_file() {
+    let c = Case::new();
+    let (secret, token) = c.canary();
+    symlink("/etc/passwd", c.root.join("passwd.html")).unwrap();
+    symlink(&secret, c.root.join("secret.html")).unwrap();
+    symlink("../outside/secret.txt", c.root.join("app.js.br")).unwrap(); // BT-07
+    for extra in [&[][..], &["--follow-symlinks"][..]] {
+        let r = c.refused(extra, &["passwd.html", "secret.html", "app.js.br"]);
+        c.assert_no_leak(&r, &token);
+        if let Ok(passwd) = fs::read("/etc/passwd") {
+            let first = passwd.split(|b| *b == b'\n').next().unwrap();
+            assert!(!contains(r.stderr.as_bytes(), first) && !contains(&r.stdout, first));
+        }
+    }
+    let r = c.refused(&["--follow-symlinks"], &["outside the root"]);
+    c.assert_no_leak(&r, &token);
+}
+
+#[test]
+fn bt03_bt04_links_to_outside_directories() {
+    let c = Case::new();
+    let (_, token) = c.canary();
+    symlink("/etc", c.root.join("etc")).unwrap();
+    symlink("../outside", c.root.join("out-dir")).unwrap();
+    symlink("/", c.root.join("slash")).unwrap();
+    for extra in [&[][..], &["--follow-symlinks"][..]] {
+        let r = c.refused(extra, &["etc", "out-dir", "slash"]);
+        c.assert_no_leak(&r, &token);
+        // Never descended: the three links are the only problems.
+        assert!(r.stderr.contains("has 3 problems"), "{}", r.stderr);
+        assert!(!r.stderr.contains("out-dir/secret.txt"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn bt05_dangling_link() {
+    let c = Case::new();
+    symlink("missing.html", c.root.join("x.html")).unwrap();
+    c.refused(&[], &["x.html", "symlink"]);
+    c.refused(&["--follow-symlinks"], &["x.html", "dangling"]);
+}
+
+#[test]
+fn bt06_link_inside_root() {
+    let c = Case::new();
+    let v2 = b"<h1>version two</h1>".repeat(10);
+    c.write("v2.html", &v2);
+    symlink("v2.html", c.root.join("latest.html")).unwrap();
+    c.refused(&[], &["latest.html", "--follow-symlinks"]);
+
+    let (_, bytes) = c.built(&["--follow-symlinks"]);
+    let b = Bundle::open(&bytes[..]).unwrap();
+    assert_eq!(keys(&bytes), ["/index.html", "/latest.html", "/v2.html"]);
+    let (l, v) = (
+        b.find_asset("/latest.html").unwrap(),
+        b.find_asset("/v2.html").unwrap(),
+    );
+    assert_eq!(l.blob, v.blob, "content of a followed link stored twice");
+    assert_eq!(b.blob(l.blob).unwrap(), &v2[..]);
+    assert_eq!(b.blob_count(), 2);
+    let hits = bytes.windows(v2.len()).filter(|w| *w == &v2[..]).count();
+    assert_eq!(hits, 1);
+}
+
+#[test]
+fn bt06_followed_link_cannot_reach_excluded_files() {
+    let c = Case::new();
+    let token = b"AWS_SECRET=canary-link-41";
+    c.write(".env", token);
+    symlink(".env", c.root.join("public.txt")).unwrap();
+    let r = c.refused(&["--follow-symlinks"], &["public.txt"]);
+    c.assert_no_leak(&r, token);
+}
+
+#[test]
+fn bt06_link_to_directory_inside_root_is_refused() {
+    let c = Case::new();
+    c.write("docs/a.html", b"a");
+    symlink("docs", c.root.join("docs-link")).unwrap();
+    c.refused(&[], &["docs-link"]);
+    c.refused(&["--follow-symlinks"], &["docs-link", "directory"]);
+}
+
+// ------------------------------------------------ B. special and unreadable
+
+#[test]
+fn bt10_fifo_never_blocks() {
+    let c = Case::new();
+    let p = c.root.join("pipe");
+    let cp = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(cp.as_ptr(), 0o644) }, 0);
+    symlink("pipe", c.root.join("pipe-link.html")).unwrap();
+    // The run helper kills the build and fails the test after 20 s.
+    c.refused(&[], &["pipe", "FIFO"]);
+    c.refused(&["--follow-symlinks"], &["pipe", "pipe-link.html", "FIFO"]);
+}
+
+#[test]
+fn bt12_unix_socket() {
+    let c = Case::new();
+    let _l = std::os::unix::net::UnixListener::bind(c.root.join("sock")).unwrap();
+    c.refused(&[], &["sock", "socket"]);
+}
+
+#[test]
+fn bt13_unreadable_file() {
+    let c = Case::new();
+    let Some(opts) = unprivileged(&c) else {
+        return; // root without setpriv: root reads everything
+    };
+    let p = c.write("secret.html", b"top secret");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o000)).unwrap();
+    c.refused_opts(&[], &["secret.html", "ermission denied"], &opts);
+    // Control: readable again, the same user builds fine.
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    let r = cli_build_opts(&c.root, &c.out, &[], &opts);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+}
+
+#[test]
+fn bt14_unreadable_directory() {
+    let c = Case::new();
+    let Some(opts) = unprivileged(&c) else {
+        return;
+    };
+    c.write("private/x.html", b"x");
+    let d = c.root.join("private");
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o000)).unwrap();
+    c.refused_opts(&[], &["private", "ermission denied"], &opts);
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+// ------------------------------------------------------------ C. file names
+
+#[test]
+fn bt15_to_bt17_control_bytes_are_all_listed_escaped() {
+    let c = Case::new();
+    for n in [
+        "a\nb.html",
+        "a\rb.html",
+        "a\tb.html",
+        "del\x7f.html",
+        "x\x01y.txt",
+    ] {
+        c.write(n, b"x");
+    }
+    c.write("dir\x1b[31m/inner.html", b"x");
+    let r = c.refused(
+        &[],
+        &[
+            "a\\x0ab.html",
+            "a\\x0db.html",
+            "a\\x09b.html",
+            "del\\x7f.html",
+            "x\\x01y.txt",
+            "dir\\x1b[31m",
+        ],
+    );
+    for raw in ["a\nb", "a\rb", "a\tb", "\x7f", "\x01", "\x1b"] {
+        assert!(
+            !r.stderr.contains(raw),
+            "raw control byte in stderr: {:?}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn bt18_non_utf8_name_shown_lossy_plus_hex() {
+    let c = Case::new();
+    let name = OsStr::from_bytes(b"\xff\xfe.html");
+    fs::write(c.root.join(name), b"x").unwrap();
+    c.refused(&[], &["\u{fffd}\u{fffd}.html", "fffe2e68746d6c", "UTF-8"]);
+}
+
+#[test]
+fn bt19_case_pair_kept_with_warning() {
+    let c = Case::new();
+    c.write("INDEX.html", b"<p>upper</p>");
+    let (r, bytes) = c.built(&["--json"]);
+    assert_eq!(keys(&bytes), ["/INDEX.html", "/index.html"]);
+    let w = warnings(&r);
+    assert!(
+        w.iter().any(|(f, m)| f.contains("/index.html")
+            && f.contains("/INDEX.html")
+            && m.contains("case")),
+        "no case-collision warning: {w:?}"
+    );
+}
+
+#[test]
+fn bt20_nfc_nfd_pair_is_an_error() {
+    let c = Case::new();
+    c.write("caf\u{e9}.html", b"nfc");
+    c.write("cafe\u{301}.html", b"nfd");
+    c.refused(&[], &["caf\u{e9}.html", "cafe\u{301}.html", "NFC"]);
+}
+
+#[test]
+fn bt21_backslash_in_name() {
+    let c = Case::new();
+    c.write("a\\b.html", b"x");
+    c.refused(&[], &["a\\b.html", "backslash"]);
+}
+
+#[test]
+fn bt22_bt23_percent_query_and_hash_names_are_literal_keys() {
+    let c = Case::new();
+    let names = [
+        "%2e%2e.html",
+        "a%2fb.html",
+        "%5Bid%5D.html",
+        "[id].html",
+        "q?.html",
+        "h#.html",
+    ];
+    for n in names {
+        c.write(n, format!("<p>{n}</p>").as_bytes());
+    }
+    let (r, bytes) = c.built(&["--json"]);
+    let b = Bundle::open(&bytes[..]).unwrap();
+    for n in names {
+        let a = b
+            .find_asset(&format!("/{n}"))
+            .unwrap_or_else(|| panic!("/{n} missing"));
+        assert_eq!(b.blob(a.blob).unwrap(), format!("<p>{n}</p>").as_bytes());
+    }
+    assert_eq!(b.asset_count(), names.len() + 1);
+    let w = warnings(&r);
+    for n in ["/%2e%2e.html", "/a%2fb.html"] {
+        assert!(w.iter().any(|(f, _)| f == n), "no warning for {n}: {w:?}");
+    }
+}
+
+#[test]
+fn bt27_dotfiles_excluded_with_warning_well_known_kept() {
+    let c = Case::new();
+    let token = b"AWS_SECRET=canary-7f3a9";
+    c.write(".env", token);
+    c.write(".env.local", token);
+    c.write("sub/.env", token);
+    c.write(".git/config", token);
+    c.write(".git/HEAD", token);
+    c.write(".DS_Store", token);
+    c.write(
+        ".well-known/security.txt",
+        b"Contact: mailto:sec@example.org\n",
+    );
+    let (r, bytes) = c.built(&["--json"]);
+    assert_eq!(keys(&bytes), ["/.well-known/security.txt", "/index.html"]);
+    assert!(!contains(&bytes, token), "a secret reached the bundle");
+    let w = warnings(&r);
+    for n in ["/.env", "/.env.local", "/.git", "/.DS_Store", "/sub/.env"] {
+        assert!(
+            w.iter().any(|(f, _)| f.split(", ").any(|x| x == n)),
+            "{n} not listed in the warnings: {w:?}"
+        );
+    }
+}
+
+#[test]
+fn bt28_rule_files_must_be_regular_files() {
+    let c = Case::new();
+    c.write("_headers/x.html", b"x");
+    c.refused(&[], &["_headers", "regular file"]);
+
+    let c = Case::new();
+    symlink("index.html", c.root.join("_redirects")).unwrap();
+    c.refused(&[], &["_redirects"]);
+    c.refused(&["--follow-symlinks"], &["_redirects"]);
+
+    let c = Case::new();
+    let p = std::ffi::CString::new(c.root.join("_redirects").as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o644) }, 0);
+    c.refused(&[], &["_redirects"]);
+}
+
+// ------------------------------------------------------- E. sizes and counts
+
+#[test]
+fn bt32_empty_file_is_an_asset_without_variants() {
+    let c = Case::new();
+    c.write("empty.txt", b"");
+    c.write("empty.html", b"");
+    let (_, bytes) = c.built(&[]);
+    let b = Bundle::open(&bytes[..]).unwrap();
+    for k in ["/empty.txt", "/empty.html"] {
+        let a = b.find_asset(k).unwrap();
+        assert_eq!(b.blob(a.blob).unwrap().len(), 0);
+        assert_eq!(b.variants(a.blob).count(), 0, "{k} has variants");
+        assert_eq!(a.etag, etag_hash(b"", k));
+    }
+    assert_eq!(
+        b.find_asset("/empty.txt").unwrap().blob,
+        b.find_asset("/empty.html").unwrap().blob
+    );
+}
+
+#[test]
+fn oversize_files_are_all_listed() {
+    let c = Case::new();
+    c.write("small.bin", &[1u8; 100]);
+    c.write("exact.bin", &[2u8; 1000]);
+    c.write("big.bin", &[3u8; 1001]);
+    c.write("dir/big2.html", &[b'x'; 5000]);
+    let r = c.refused(
+        &["--max-file-size", "1000"],
+        &["big.bin", "dir/big2.html", "max-file-size"],
+    );
+    assert!(
+        !r.stderr.contains("exact.bin") && !r.stderr.contains("small.bin"),
+        "{}",
+        r.stderr
+    );
+    c.write("big.bin", &[3u8; 1000]);
+    fs::remove_file(c.root.join("dir/big2.html")).unwrap();
+    c.built(&["--max-file-size", "1000"]);
+}
+
+#[test]
+fn too_many_files() {
+    let c = Case::new();
+    for i in 0..4 {
+        c.write(&format!("f{i}.txt"), format!("{i}").as_bytes());
+    }
+    c.refused(&["--max-files", "3"], &["5", "max-files"]);
+    c.built(&["--max-files", "5"]);
+}
+
+#[test]
+fn bt34_sparse_huge_file_refused_from_its_size() {
+    let c = Case::new();
+    let f = fs::File::create(c.root.join("huge.iso")).unwrap();
+    f.set_len(100 << 30).unwrap();
+    let opts = Opts {
+        mem_limit: Some(1 << 30),
+        ..Opts::default()
+    };
+    let r = c.refused_opts(&[], &["huge.iso", "107374182400"], &opts);
+    assert!(r.elapsed < Duration::from_secs(10), "took {:?}", r.elapsed);
+}
+
+#[test]
+fn sparse_huge_rule_file_refused_from_its_size() {
+    for name in ["_redirects", "_headers", ".assetsignore"] {
+        let c = Case::new();
+        let f = fs::File::create(c.root.join(name)).unwrap();
+        f.set_len(2 << 30).unwrap();
+        let opts = Opts {
+            mem_limit: Some(1 << 30),
+            ..Opts::default()
+        };
+        let r = c.refused_opts(&[], &[name], &opts);
+        assert!(
+            !r.stderr.contains("out of memory"),
+            "{name} was read: {}",
+            r.stderr
+        );
+        assert!(
+            r.elapsed < Duration::from_secs(10),
+            "{name}: took {:?}",
+            r.elapsed
+        );
+    }
+}
+
+// ------------------------------------------------------ H. output hazards
+
+#[test]
+fn bt55_output_inside_input_is_not_self_included() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("site");
+    write_tree(&root, &[("index.html", b"<p>i</p>"), ("a.css", b"a{}")]);
+    // A stale temp of a killed run (BT-58): neither an asset nor left over.
+    fs::write(root.join(".site.pack.tmp-stale1"), b"stale").unwrap();
+    let out = root.join("site.pack");
+    let r1 = cli_build(&root, &out, &[]);
+    assert_eq!(r1.code(), Some(0), "{}", r1.stderr);
+    let first = fs::read(&out).unwrap();
+    assert_eq!(keys(&first), ["/a.css", "/index.html"]);
+    assert_no_temps(&out);
+
+    // Again, with the first bundle now inside the tree, and through a
+    // relative path from another working directory.
+    let r2 = run_opts(
+        &[
+            "build",
+            "site",
+            "-o",
+            "site/site.pack",
+            "--compression",
+            "fast",
+        ],
+        &Opts {
+            cwd: Some(t.path().to_path_buf()),
+            ..Opts::default()
+        },
+    );
+    assert_eq!(r2.code(), Some(0), "{}", r2.stderr);
+    let second = fs::read(&out).unwrap();
+    assert!(
+        first == second,
+        "second build differs: the first bundle was taken in"
+    );
+    assert_eq!(keys(&second), ["/a.css", "/index.html"]);
+}
+
+#[test]
+fn bt58_stale_temp_files_are_removed() {
+    let c = Case::new();
+    let stale = c.out.parent().unwrap().join(".site.pack.tmp-AbC123");
+    fs::write(&stale, b"half a bundle").unwrap();
+    c.built(&[]);
+    assert!(!stale.exists());
+}
+
+#[test]
+fn bt56_missing_output_directory_fails_before_any_work() {
+    let c = Case::new();
+    c.write("bad\\name.html", b"x"); // a tree problem the walk would report
+    let missing = c.dir.join("nope/site.pack");
+    let r = cli_build(&c.root, &missing, &[]);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("nope"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("backslash"),
+        "the tree was walked first: {}",
+        r.stderr
+    );
+    assert!(!c.dir.join("nope").exists());
+    c.old.assert_untouched();
+}
+
+#[test]
+fn bt56_read_only_output_directory() {
+    let c = Case::new();
+    let Some(opts) = unprivileged(&c) else {
+        return;
+    };
+    let out_dir = c.out.parent().unwrap();
+    fs::set_permissions(out_dir, fs::Permissions::from_mode(0o555)).unwrap();
+    c.refused_opts(&[], &[out_dir.to_str().unwrap()], &opts);
+}
+
+#[test]
+fn bt56_read_only_output_directory_fails_before_any_work() {
+    let c = Case::new();
+    let Some(opts) = unprivileged(&c) else {
+        return;
+    };
+    c.write("bad\\name.html", b"x");
+    let out_dir = c.out.parent().unwrap();
+    fs::set_permissions(out_dir, fs::Permissions::from_mode(0o555)).unwrap();
+    let r = c.refused_opts(&[], &[out_dir.to_str().unwrap()], &opts);
+    assert!(
+        !r.stderr.contains("backslash"),
+        "the tree was walked first: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn output_path_is_a_directory() {
+    let c = Case::new();
+    let out = c.dir.join("out/dir.pack");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("keep"), b"keep").unwrap();
+    let r = cli_build(&c.root, &out, &[]);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("dir.pack") && r.stderr.contains("directory"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fs::read(out.join("keep")).unwrap(), b"keep");
+    assert_no_temps(&out);
+}
+
+#[test]
+fn bt61_output_path_is_a_symlink() {
+    let c = Case::new();
+    let link = c.dir.join("out/current.pack");
+    symlink("site.pack", &link).unwrap();
+    let r = cli_build(&c.root, &link, &[]);
+    assert_eq!(r.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("current.pack") && r.stderr.contains("symlink"),
+        "{}",
+        r.stderr
+    );
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read_link(&link).unwrap(), Path::new("site.pack"));
+    c.old.assert_untouched();
+    assert_no_temps(&link);
+}
+
+#[test]
+fn published_bundle_has_ordinary_permissions() {
+    let c = Case::new();
+    let reference = c.dir.join("out/reference");
+    fs::write(&reference, b"").unwrap();
+    let want = fs::metadata(&reference).unwrap().mode() & 0o777;
+    c.built(&[]);
+    let got = fs::metadata(&c.out).unwrap().mode() & 0o777;
+    assert_eq!(
+        got, want,
+        "bundle mode {got:o}, a file created here gets {want:o}"
+    );
+}
