@@ -5,6 +5,7 @@ pub mod build;
 pub mod extract;
 pub mod inspect;
 pub mod map;
+pub mod publish;
 pub mod resolve;
 pub mod serve;
 pub mod verify;
@@ -29,6 +30,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Answer one request from a bundle, without a network, as JSON.
     Resolve(resolve::Args),
+    /// Install a bundle at DEST atomically (verify, keep DEST.previous, rename).
+    Publish(publish::Args),
     /// Serve a bundle (or a directory, built first) over HTTP.
     Serve(serve::Args),
     /// Write a bundle's files back into a directory, byte for byte.
@@ -44,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Extract(a) => extract::run(a),
         Command::Resolve(a) => resolve::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Publish(a) => publish::run(a),
     }
 }
 

@@ -249,7 +249,8 @@ fn body(site: &Arc<Site>, status: StatusCode, bytes: &[u8], head_only: bool) -> 
     r
 }
 
-enum RangePlan {
+/// What to do with a `Range` field.
+pub enum RangePlan {
     /// Serve the whole representation (syntax we ignore, several ranges).
     Ignore,
     Partial((u64, u64)),
@@ -259,7 +260,7 @@ enum RangePlan {
 /// One range is served; several are answered with the full body (no
 /// multipart, no amplification); a syntactically bad or unknown-unit Range
 /// is ignored (RFC 9110 §14.2); an unsatisfiable one is 416.
-fn plan_range(value: &[u8], len: u64) -> RangePlan {
+pub fn plan_range(value: &[u8], len: u64) -> RangePlan {
     use http_range_header::RangeUnsatisfiableError as E;
     let Ok(text) = std::str::from_utf8(value) else {
         return RangePlan::Ignore;
