@@ -212,8 +212,16 @@ fn rule_warnings(set: &mut walk::FileSet, html: crate::config::HtmlHandling) {
 /// Re-opens the written temp file and fully verifies it before it may replace
 /// the previous bundle.
 fn check_written(path: &Path) -> Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot re-read: {e}"))?;
-    let b = crate::format::bundle::Bundle::open(bytes).map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot re-read: {e}"))?;
+    if file.metadata().map_err(|e| format!("cannot re-read: {e}"))?.len() == 0 {
+        return Err("written bundle is empty".into());
+    }
+    // SAFETY: the temp file was created by this process with a random name
+    // and is not yet visible under the output path; nothing else writes it
+    // while this read-only map is alive. Mapping instead of reading keeps
+    // the build's peak memory from doubling at the end.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map: {e}"))?;
+    let b = crate::format::bundle::Bundle::open(&map[..]).map_err(|e| e.to_string())?;
     b.verify().map_err(|e| e.to_string())
 }
 

@@ -135,8 +135,8 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<FileSet, BuildError> {
         let shown = escape_path(rel.as_os_str());
         let ft = entry.file_type();
 
-        // Names are checked before the ignore rules so that even an ignored
-        // hostile name cannot reach a log unescaped.
+        // Non-UTF-8 names are refused even when ignored; other hostile bytes
+        // in an ignored name only ever reach a log escaped (`shown`).
         let Some(rel_str) = rel.to_str() else {
             push(
                 &mut problems,
@@ -156,7 +156,8 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<FileSet, BuildError> {
         match ignore.matched_path_or_any_parents(rel, ft.is_dir()) {
             Match::Ignore(glob) => {
                 if DROPPINGS.contains(&glob.original()) {
-                    dropped.push(key.clone());
+                    // Shown escaped: an ignored name was never checked.
+                    dropped.push(format!("/{shown}"));
                 }
                 if ft.is_dir() {
                     it.skip_current_dir();
