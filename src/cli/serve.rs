@@ -103,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
+        let hup = serve::reload::hangup_signal();
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -114,6 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         tokio::spawn(serve::reload::watch(
             state.clone(),
             Duration::from_millis(500),
+            hup,
         ));
         let limits = Limits {
             max_connections: args.max_connections,

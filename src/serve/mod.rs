@@ -237,6 +237,16 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: Option<SocketAddr>,
 ) -> Response<Body> {
+    // RFC 9112 §3.2: exactly one Host on HTTP/1.1 (HTTP/2 carries the
+    // authority in the URI); anything else is a 400, not a guess.
+    let hosts = req.headers().get_all(http::header::HOST).iter().count();
+    if hosts > 1
+        || (hosts == 0
+            && req.version() == http::Version::HTTP_11
+            && req.uri().authority().is_none())
+    {
+        return respond::empty(http::StatusCode::BAD_REQUEST);
+    }
     let site = state.site.load_full();
     let log = state
         .access_log

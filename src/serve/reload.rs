@@ -57,14 +57,25 @@ pub async fn reload(state: &Arc<State>) -> bool {
     }
 }
 
+/// The SIGHUP stream (replacing the default action, which ends the process).
+pub fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
 /// Polls the bundle path and reloads on change or SIGHUP, until the process
 /// ends. Polling (every `interval`) needs no platform watcher and sees
 /// renames on any file system.
-pub async fn watch(state: Arc<State>, interval: Duration) {
+///
+/// `hup` is the SIGHUP stream; create it (`hangup_signal`) before telling
+/// anyone the server is ready, or an early SIGHUP kills the process.
+pub async fn watch(
+    state: Arc<State>,
+    interval: Duration,
+    mut hup: Option<tokio::signal::unix::Signal>,
+) {
     let Some(path) = state.path.clone() else {
         return;
     };
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut refused: Option<FileId> = None;
     loop {
         let forced = tokio::select! {

@@ -51,6 +51,12 @@ fn slice_of(site: &Arc<Site>, bytes: &[u8]) -> Bytes {
 pub fn empty(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
     *r.status_mut() = status;
+    // Stated explicitly so HEAD carries the same Content-Length as GET
+    // (hyper only derives it from a body it sends); 304 and 204 carry none.
+    if status != StatusCode::NOT_MODIFIED && status != StatusCode::NO_CONTENT {
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
     r
 }
 
@@ -149,8 +155,10 @@ fn asset_response(
     // Range applies to the identity representation only; If-Range needs a
     // strong match with it, else the Range is ignored.
     let identity_etag = representation_etag(asset, None);
+    // Range applies to the asset itself (200), never to the 404 page.
     let range = req
         .range
+        .filter(|_| status == 200)
         .filter(|_| req.if_range.is_none_or(|v| v == identity_etag.as_bytes()));
     let range_plan = range.map(|r| plan_range(r, identity.len() as u64));
     let use_identity = matches!(
