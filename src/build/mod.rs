@@ -213,7 +213,12 @@ fn rule_warnings(set: &mut walk::FileSet, html: crate::config::HtmlHandling) {
 /// the previous bundle.
 fn check_written(path: &Path) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot re-read: {e}"))?;
-    if file.metadata().map_err(|e| format!("cannot re-read: {e}"))?.len() == 0 {
+    if file
+        .metadata()
+        .map_err(|e| format!("cannot re-read: {e}"))?
+        .len()
+        == 0
+    {
         return Err("written bundle is empty".into());
     }
     // SAFETY: the temp file was created by this process with a random name
@@ -327,7 +332,7 @@ pub fn assemble(
 /// The route table: every asset's own key, plus every request path that
 /// html_handling maps to an asset or a redirect (precomputed by
 /// `routes::compile` with the real content hashes).
-fn compile_routes(assets: &[AssetSpec], config: &Config) -> Vec<RouteSpec> {
+pub fn compile_routes(assets: &[AssetSpec], config: &Config) -> Vec<RouteSpec> {
     let keys: Vec<(String, [u8; 16])> = assets.iter().map(|a| (a.key.clone(), a.etag)).collect();
     let mut table: BTreeMap<String, RouteSpec> = assets
         .iter()

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::format::layout::encoding;
+use crate::format::bundle::RedirectRule;
+use crate::format::layout::{action, encoding};
+use crate::format::Bundle;
+use crate::rules::compiled::{CompiledHeaders, CompiledRedirects};
+use crate::rules::headers::HeaderOp;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -75,6 +79,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         "compatibility_flags": cfg.compatibility_flags,
     });
     let bundle_bytes = b.bytes().len();
+    // Static redirects and the rule index live in the route table too.
+    let rule_entries = b
+        .routes()
+        .filter(|r| matches!(r.action, action::RULE_REDIRECT | action::RULE_ANCHOR))
+        .count();
+
     if args.json {
         let doc = serde_json::json!({
             "format": 1,
@@ -82,15 +92,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             "bundle_bytes": bundle_bytes,
             "files": b.asset_count(),
             "blobs": b.blob_count(),
-            "routes": b.route_count(),
+            "routes": b.route_count() - rule_entries,
+            "rule_entries": rule_entries,
             "max_probes": b.max_probes(),
             "identity_bytes": blob_bytes,
             "encodings": encodings,
             "config": config,
-            "rules": {
-                "headers": b.headers_text(),
-                "redirects": b.redirects_text(),
-            },
+            "rules": rules_json(&b),
             "assets": assets,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -98,11 +106,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     eprintln!("{}: {} bytes", args.bundle.display(), bundle_bytes);
     eprintln!(
-        "  {} assets, {} distinct contents ({} bytes), {} routes, lookups probe at most {} slots",
+        "  {} assets, {} distinct contents ({} bytes), {} routes (+{} rule entries), lookups probe at most {} slots",
         b.asset_count(),
         b.blob_count(),
         blob_bytes,
-        b.route_count(),
+        b.route_count() - rule_entries,
+        rule_entries,
         b.max_probes()
     );
     for (name, e) in &encodings {
@@ -113,13 +122,84 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     eprintln!("  config: {config}");
-    for (name, text) in [
-        ("_headers", b.headers_text()),
-        ("_redirects", b.redirects_text()),
-    ] {
-        if let Some(t) = text {
-            eprintln!("  {name}: {} lines", t.lines().count());
+    print_rules(&b);
+    Ok(0)
+}
+
+/// The compiled rules as `inspect --json` lists them under `rules`: static
+/// redirects, dynamic redirects in evaluation order, header rules with their
+/// unset and set ops, plus the raw files (`*_text`, null when absent).
+fn rules_json<B: AsRef<[u8]>>(b: &Bundle<B>) -> serde_json::Value {
+    let redirects = CompiledRedirects::new(b);
+    let redirect = |r: RedirectRule<'_>| {
+        let mut v = serde_json::json!({
+            "from": r.from,
+            "to": r.to,
+            "status": r.status,
+            "line": r.line,
+        });
+        if r.dynamic {
+            let p = r.pattern;
+            v["captures"] = serde_json::json!((0..p.capture_count())
+                .filter_map(|i| p.capture_name(i))
+                .collect::<Vec<_>>());
+        }
+        v
+    };
+    let headers: Vec<serde_json::Value> = CompiledHeaders::new(b)
+        .rules()
+        .map(|r| {
+            let (mut unset, mut set) = (Vec::new(), Vec::new());
+            for op in b.header_rule_ops(&r) {
+                match op {
+                    HeaderOp::Unset(n) => unset.push(serde_json::json!(n)),
+                    HeaderOp::Set(n, v) => set.push(serde_json::json!({"name": n, "value": v})),
+                }
+            }
+            serde_json::json!({
+                "pattern": r.pattern.source(),
+                "absolute": r.pattern.is_absolute(),
+                "line": r.line,
+                "unset": unset,
+                "set": set,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "static_redirects": redirects.static_rules().map(redirect).collect::<Vec<_>>(),
+        "dynamic_redirects": redirects.dynamic_rules().map(redirect).collect::<Vec<_>>(),
+        "headers": headers,
+        "headers_text": b.headers_text(),
+        "redirects_text": b.redirects_text(),
+    })
+}
+
+fn print_rules<B: AsRef<[u8]>>(b: &Bundle<B>) {
+    let redirects = CompiledRedirects::new(b);
+    if b.redirects_text().is_some() {
+        eprintln!(
+            "  _redirects: {} static, {} dynamic rules",
+            b.static_redirect_count(),
+            b.dynamic_redirect_count()
+        );
+        for r in redirects.static_rules().chain(redirects.dynamic_rules()) {
+            let kind = if r.dynamic { "dynamic" } else { "static " };
+            eprintln!(
+                "    {kind} {} -> {} {} (line {})",
+                r.from, r.to, r.status, r.line
+            );
         }
     }
-    Ok(0)
+    if b.headers_text().is_some() {
+        eprintln!("  _headers: {} rules", b.header_rule_count());
+        for r in CompiledHeaders::new(b).rules() {
+            eprintln!("    {} (line {})", r.pattern.source(), r.line);
+            for op in b.header_rule_ops(&r) {
+                match op {
+                    HeaderOp::Unset(n) => eprintln!("      ! {n}"),
+                    HeaderOp::Set(n, v) => eprintln!("      {n}: {v}"),
+                }
+            }
+        }
+    }
 }

@@ -6,12 +6,16 @@
 //! changed after `open` yields errors, not panics. The library never maps
 //! files itself; callers hand in any `AsRef<[u8]>` (a `Vec`, or an mmap).
 
+use std::fmt;
 use std::ops::Range;
 
 use zerocopy::FromBytes;
 
 use super::layout::*;
 use crate::config::{Config, HtmlHandling, NotFoundHandling, RunWorkerFirst};
+use crate::rules::headers::{self, HeaderOp};
+use crate::rules::pattern::{PatternRef, TokenKind, MAX_CAPTURES};
+use crate::rules::redirects;
 
 /// Why a bundle was refused. Each names the field or record at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +51,24 @@ struct Sections {
     headers_text: Range<usize>,
     redirects_text: Range<usize>,
     worker_first: Range<usize>,
+    rules: Range<usize>,
+    tokens: Range<usize>,
+    redirect_rules: Range<usize>,
+    header_rules: Range<usize>,
+    header_ops: Range<usize>,
+    rule_masks: Range<usize>,
+}
+
+/// The rule counts and root masks of RULES, validated and kept at open.
+#[derive(Clone, Copy, Debug, Default)]
+struct RuleIndex {
+    static_redirects: u32,
+    dynamic_redirects: u32,
+    header_rules: u32,
+    redirect_depths: u64,
+    header_depths: u64,
+    redirect_root: u128,
+    header_root: u128,
 }
 
 /// A validated bundle.
@@ -58,6 +80,47 @@ pub struct Bundle<B> {
     max_probes: u32,
     /// Blob bytes live in `[HEADER_LEN, index_start)`.
     index_start: usize,
+    rules: RuleIndex,
+}
+
+/// Which indexed rule set a rule-index lookup is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleSet {
+    /// Dynamic `_redirects` rules.
+    Redirects,
+    /// `_headers` rules.
+    Headers,
+}
+
+/// A `_redirects` rule as stored, with its strings and tokens resolved.
+#[derive(Clone, Copy, Debug)]
+pub struct RedirectRule<'a> {
+    /// Index in REDIRECT_RULES.
+    pub index: u32,
+    pub dynamic: bool,
+    /// Static: the exact raw pathname; dynamic: the pattern.
+    pub from: &'a str,
+    pub to: &'a str,
+    pub status: u16,
+    pub line: u32,
+    /// The compiled `from` (no tokens for a static rule).
+    pub pattern: PatternRef<'a, TokenRecord>,
+}
+
+/// A `_headers` rule as stored.
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderRule<'a> {
+    pub index: u32,
+    pub pattern: PatternRef<'a, TokenRecord>,
+    pub line: u32,
+    ops: &'a [HeaderOpRecord],
+}
+
+impl HeaderRule<'_> {
+    /// Number of ops (unsets, then sets).
+    pub fn op_count(&self) -> usize {
+        self.ops.len()
+    }
 }
 
 /// One asset, with its strings resolved.
@@ -80,7 +143,10 @@ pub struct Variant<'a> {
     pub hash: &'a [u8; 32],
 }
 
-/// A route record with its strings resolved.
+/// A route record with its strings resolved. Besides request paths, the
+/// table holds the rule entries (`action::RULE_REDIRECT`, `RULE_ANCHOR`,
+/// keys starting with a byte below `/`); for those, `asset` is the index of
+/// a redirect rule or a rule mask, not an asset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route<'a> {
     pub path: &'a str,
@@ -177,6 +243,12 @@ impl<B: AsRef<[u8]>> Bundle<B> {
                 section::HEADERS_TEXT => &mut s.headers_text,
                 section::REDIRECTS_TEXT => &mut s.redirects_text,
                 section::WORKER_FIRST => &mut s.worker_first,
+                section::RULES => &mut s.rules,
+                section::TOKENS => &mut s.tokens,
+                section::REDIRECT_RULES => &mut s.redirect_rules,
+                section::HEADER_RULES => &mut s.header_rules,
+                section::HEADER_OPS => &mut s.header_ops,
+                section::RULE_MASKS => &mut s.rule_masks,
                 _ => continue,
             };
             if seen & (1 << kind) != 0 {
@@ -194,7 +266,7 @@ impl<B: AsRef<[u8]>> Bundle<B> {
                 )));
             }
         }
-        for kind in 1..=11u32 {
+        for kind in 1..=section::LAST {
             if seen & (1 << kind) == 0 {
                 return Err(corrupt(format!("required section {kind} is missing")));
             }
@@ -207,6 +279,7 @@ impl<B: AsRef<[u8]>> Bundle<B> {
             slot_mask: 0,
             max_probes: 0,
             index_start: index.start,
+            rules: RuleIndex::default(),
         };
         b.validate()?;
         Ok(b)
@@ -274,8 +347,10 @@ impl<B: AsRef<[u8]>> Bundle<B> {
         let assets = self.asset_records()?;
         let mut prev: Option<&[u8]> = None;
         for (i, a) in assets.iter().enumerate() {
-            check_str(&a.path, &format!("asset {i}"))?;
-            check_str(&a.content_type, &format!("asset {i}"))?;
+            if !self.str_ok(&a.path) || !self.str_ok(&a.content_type) {
+                check_str(&a.path, &format!("asset {i}"))?;
+                check_str(&a.content_type, &format!("asset {i}"))?;
+            }
             if a.blob.get() as usize >= blobs.len() {
                 return Err(corrupt(format!("asset {i}: blob index out of bounds")));
             }
@@ -288,18 +363,53 @@ impl<B: AsRef<[u8]>> Bundle<B> {
 
         let routes = self.route_records()?;
         let n_assets = assets.len() as u32;
+        let rule_index = self.validate_rules(&check_str)?;
+        let masks = self.mask_records()?;
         for (i, r) in routes.iter().enumerate() {
-            check_str(&r.path, &format!("route {i}"))?;
-            check_str(&r.location, &format!("route {i}"))?;
-            for a in [r.asset.get(), r.exact_asset.get()] {
+            if !self.str_ok(&r.path) || !self.str_ok(&r.location) {
+                check_str(&r.path, &format!("route {i}"))?;
+                check_str(&r.location, &format!("route {i}"))?;
+            }
+            let rule_entry = matches!(r.action, action::RULE_REDIRECT | action::RULE_ANCHOR);
+            let assets_of_route = if rule_entry {
+                &[r.exact_asset.get()][..]
+            } else {
+                &[r.asset.get(), r.exact_asset.get()][..]
+            };
+            for &a in assets_of_route {
                 if a != NO_ASSET && a >= n_assets {
                     return Err(corrupt(format!("route {i}: asset index out of bounds")));
                 }
             }
+            let first = self.str_bytes(&r.path).first().copied();
             let ok = match r.action {
                 action::NONE => true,
                 action::SERVE => r.asset.get() != NO_ASSET,
                 action::REDIRECT => r.location.len.get() > 0,
+                action::RULE_REDIRECT => {
+                    if r.asset.get() >= rule_index.static_redirects {
+                        return Err(corrupt(format!(
+                            "route {i}: static redirect rule index out of bounds"
+                        )));
+                    }
+                    first == Some(key_prefix::STATIC_REDIRECT) && r.exact_asset.get() == NO_ASSET
+                }
+                action::RULE_ANCHOR => {
+                    let count = match first {
+                        Some(key_prefix::REDIRECT_ANCHOR) => rule_index.dynamic_redirects,
+                        Some(key_prefix::HEADER_ANCHOR) => rule_index.header_rules,
+                        _ => return Err(corrupt(format!("route {i}: bad rule anchor key"))),
+                    };
+                    let mask = masks.get(r.asset.get() as usize).ok_or_else(|| {
+                        corrupt(format!("route {i}: rule mask index out of bounds"))
+                    })?;
+                    if !mask_fits(mask.get(), count) {
+                        return Err(corrupt(format!(
+                            "route {i}: rule mask names a rule past the end"
+                        )));
+                    }
+                    r.exact_asset.get() == NO_ASSET
+                }
                 _ => false,
             };
             if !ok {
@@ -325,10 +435,191 @@ impl<B: AsRef<[u8]>> Bundle<B> {
                 return Err(corrupt("route table: slot points past the routes"));
             }
         }
+        self.rules = rule_index;
         self.seed = table.seed.get();
         self.slot_mask = slot_count as usize - 1;
         self.max_probes = table.max_probes.get();
         Ok(())
+    }
+
+    /// Checks RULES, TOKENS, REDIRECT_RULES, HEADER_RULES and HEADER_OPS:
+    /// counts, contiguous token and op ranges, every token against its
+    /// pattern, statuses, and every header op as the parser would accept it.
+    /// O(size of those sections + the strings they name).
+    fn validate_rules(
+        &self,
+        check_str: &dyn Fn(&StrRef, &str) -> Result<(), FormatError>,
+    ) -> Result<RuleIndex, FormatError> {
+        let rec = RulesRecord::read_from_bytes(self.section(&self.s.rules))
+            .map_err(|_| corrupt("rules section size"))?;
+        let redirects = self.redirect_records()?;
+        let header_rules = self.header_records()?;
+        let tokens = self.token_records()?;
+        let ops = self.op_records()?;
+        let idx = RuleIndex {
+            static_redirects: rec.static_redirects.get(),
+            dynamic_redirects: rec.dynamic_redirects.get(),
+            header_rules: rec.header_rules.get(),
+            redirect_depths: rec.redirect_depths.get(),
+            header_depths: rec.header_depths.get(),
+            redirect_root: rec.redirect_root.get(),
+            header_root: rec.header_root.get(),
+        };
+        if u64::from(idx.static_redirects) + u64::from(idx.dynamic_redirects)
+            != redirects.len() as u64
+        {
+            return Err(corrupt(format!(
+                "rules: static_redirects {} + dynamic_redirects {} != {} redirect rules",
+                idx.static_redirects,
+                idx.dynamic_redirects,
+                redirects.len()
+            )));
+        }
+        if idx.header_rules as usize != header_rules.len() {
+            return Err(corrupt(format!(
+                "rules: header_rules {} != {} header rules",
+                idx.header_rules,
+                header_rules.len()
+            )));
+        }
+        for (name, count, root, depths) in [
+            (
+                "redirect",
+                idx.dynamic_redirects,
+                idx.redirect_root,
+                idx.redirect_depths,
+            ),
+            (
+                "header",
+                idx.header_rules,
+                idx.header_root,
+                idx.header_depths,
+            ),
+        ] {
+            if count as usize > MAX_INDEXED_RULES {
+                return Err(corrupt(format!(
+                    "rules: {count} indexed {name} rules, at most {MAX_INDEXED_RULES}"
+                )));
+            }
+            if !mask_fits(root, count) {
+                return Err(corrupt(format!(
+                    "rules: {name}_root names a rule past the end"
+                )));
+            }
+            if depths & 0b11 != 0 {
+                return Err(corrupt(format!("rules: {name}_depths has bit 0 or 1 set")));
+            }
+        }
+
+        let mut next_token = 0u64;
+        let mut take_tokens = |what: &dyn fmt::Display,
+                               first: u32,
+                               count: u16|
+         -> Result<&[TokenRecord], FormatError> {
+            if u64::from(first) != next_token {
+                return Err(corrupt(format!(
+                    "{what}: token_first {first}, expected {next_token}"
+                )));
+            }
+            next_token += u64::from(count);
+            tokens
+                .get(first as usize..first as usize + count as usize)
+                .ok_or_else(|| corrupt(format!("{what}: token range out of bounds")))
+        };
+        // Messages are only formatted for a rule at fault: open allocates
+        // nothing per rule.
+        for (i, r) in redirects.iter().enumerate() {
+            let what = Lazy(|| format!("redirect rule {i}"));
+            if !self.str_ok(&r.from) || !self.str_ok(&r.to) {
+                check_str(&r.from, &what.get())?;
+                check_str(&r.to, &what.get())?;
+            }
+            let dynamic = i >= idx.static_redirects as usize;
+            let want = if dynamic {
+                redirect_kind::DYNAMIC
+            } else {
+                redirect_kind::STATIC
+            };
+            if r.kind != want {
+                return Err(corrupt(format!("{what}: kind {} out of place", r.kind)));
+            }
+            if !redirects::is_permitted_status(r.status.get()) {
+                return Err(corrupt(format!(
+                    "{what}: status {} is not a _redirects status",
+                    r.status.get()
+                )));
+            }
+            if r.to.len.get() == 0 || self.str_bytes(&r.from).first() != Some(&b'/') {
+                return Err(corrupt(format!("{what}: empty target or bad from")));
+            }
+            let toks = take_tokens(&what, r.token_first.get(), r.token_count.get())?;
+            if dynamic {
+                check_pattern(&what, self.str(&r.from), toks, 0, r.capture_count)?;
+            } else if !toks.is_empty() || r.capture_count != 0 {
+                return Err(corrupt(format!("{what}: a static rule has tokens")));
+            }
+        }
+        let mut next_op = 0u64;
+        for (i, h) in header_rules.iter().enumerate() {
+            let what = Lazy(|| format!("header rule {i}"));
+            if !self.str_ok(&h.pattern) {
+                check_str(&h.pattern, &what.get())?;
+            }
+            let toks = take_tokens(&what, h.token_first.get(), h.token_count.get())?;
+            let host_tokens = h.host_tokens.get() as usize;
+            let source = self.str(&h.pattern);
+            let absolute = match h.absolute {
+                0 => false,
+                1 => true,
+                _ => return Err(corrupt(format!("{what}: absolute is not 0 or 1"))),
+            };
+            if absolute != (host_tokens > 0) || absolute != source.starts_with("https://") {
+                return Err(corrupt(format!(
+                    "{what}: host_tokens and absolute disagree"
+                )));
+            }
+            check_pattern(&what, source, toks, host_tokens, h.capture_count)?;
+            if u64::from(h.op_first.get()) != next_op {
+                return Err(corrupt(format!(
+                    "{what}: op_first {}, expected {next_op}",
+                    h.op_first.get()
+                )));
+            }
+            next_op += u64::from(h.op_count.get());
+            let rule_ops = ops
+                .get(h.op_first.get() as usize..next_op as usize)
+                .ok_or_else(|| corrupt(format!("{what}: op range out of bounds")))?;
+            if rule_ops.is_empty() {
+                return Err(corrupt(format!("{what}: no ops")));
+            }
+            for (j, o) in rule_ops.iter().enumerate() {
+                let what = Lazy(|| format!("{} op {j}", what.get()));
+                if !self.str_ok(&o.name) || !self.str_ok(&o.value) {
+                    check_str(&o.name, &what.get())?;
+                    check_str(&o.value, &what.get())?;
+                }
+                let op = op_of(o, self.str(&o.name), self.str(&o.value));
+                // Unsets come first, as the parser keeps them apart.
+                let in_order = j == 0 || o.op >= rule_ops[j - 1].op;
+                let ok = in_order && op.is_some_and(headers::is_valid_op);
+                if !ok {
+                    return Err(corrupt(format!("{what}: bad op, header name or value")));
+                }
+            }
+        }
+        if next_token != tokens.len() as u64 {
+            return Err(corrupt(format!(
+                "tokens: {} records, the rules use {next_token}",
+                tokens.len()
+            )));
+        }
+        if next_op != ops.len() as u64 {
+            return Err(corrupt(format!(
+                "header ops: {} records, the rules use {next_op}",
+                ops.len()
+            )));
+        }
+        Ok(idx)
     }
 
     fn section(&self, r: &Range<usize>) -> &[u8] {
@@ -366,12 +657,36 @@ impl<B: AsRef<[u8]>> Bundle<B> {
     fn slot_records(&self) -> Result<&[SlotRecord], FormatError> {
         self.records(&self.s.slots, "slots")
     }
+    fn token_records(&self) -> Result<&[TokenRecord], FormatError> {
+        self.records(&self.s.tokens, "tokens")
+    }
+    fn redirect_records(&self) -> Result<&[RedirectRuleRecord], FormatError> {
+        self.records(&self.s.redirect_rules, "redirect rules")
+    }
+    fn header_records(&self) -> Result<&[HeaderRuleRecord], FormatError> {
+        self.records(&self.s.header_rules, "header rules")
+    }
+    fn op_records(&self) -> Result<&[HeaderOpRecord], FormatError> {
+        self.records(&self.s.header_ops, "header ops")
+    }
+    fn mask_records(&self) -> Result<&[RuleMask], FormatError> {
+        self.records(&self.s.rule_masks, "rule masks")
+    }
 
     fn str_bytes(&self, r: &StrRef) -> &[u8] {
         let start = r.offset.get() as usize;
         self.section(&self.s.strings)
             .get(start..start.saturating_add(r.len.get() as usize))
             .unwrap_or(&[])
+    }
+
+    /// Whether `r` is in bounds and UTF-8 (what `check_str` tests, without
+    /// a message).
+    fn str_ok(&self, r: &StrRef) -> bool {
+        let start = r.offset.get() as usize;
+        self.section(&self.s.strings)
+            .get(start..start.saturating_add(r.len.get() as usize))
+            .is_some_and(|b| std::str::from_utf8(b).is_ok())
     }
 
     fn str(&self, r: &StrRef) -> &str {
@@ -541,9 +856,16 @@ impl<B: AsRef<[u8]>> Bundle<B> {
     /// allocation.
     #[inline]
     pub fn route(&self, path: &str) -> Option<Route<'_>> {
+        let (i, _) = self.route_key(path.as_bytes())?;
+        self.route_at(i)
+    }
+
+    /// The route record keyed by exactly `key`, with its index.
+    #[inline]
+    fn route_key(&self, key: &[u8]) -> Option<(usize, &RouteRecord)> {
         let slots = self.slot_records().ok()?;
         let routes = self.route_records().ok()?;
-        let hash = key_hash(path.as_bytes(), self.seed);
+        let hash = key_hash(key, self.seed);
         let (home, tag) = split_hash(hash, (self.slot_mask + 1) as u32);
         for probe in 0..self.max_probes as usize {
             let slot = slots.get((home + probe) & self.slot_mask)?;
@@ -553,12 +875,177 @@ impl<B: AsRef<[u8]>> Bundle<B> {
             }
             if slot.tag.get() == tag {
                 let rec = routes.get(idx as usize - 1)?;
-                if self.str_bytes(&rec.path) == path.as_bytes() {
-                    return self.route_at(idx as usize - 1);
+                if self.str_bytes(&rec.path) == key {
+                    return Some((idx as usize - 1, rec));
                 }
             }
         }
         None
+    }
+
+    /// Number of static `_redirects` rules (REDIRECT_RULES `[0, n)`).
+    pub fn static_redirect_count(&self) -> usize {
+        self.rules.static_redirects as usize
+    }
+
+    /// Number of dynamic `_redirects` rules, after the static ones.
+    pub fn dynamic_redirect_count(&self) -> usize {
+        self.rules.dynamic_redirects as usize
+    }
+
+    /// Number of `_headers` rules.
+    pub fn header_rule_count(&self) -> usize {
+        self.rules.header_rules as usize
+    }
+
+    /// Redirect rule `index` of REDIRECT_RULES (statics first).
+    pub fn redirect_rule(&self, index: usize) -> Option<RedirectRule<'_>> {
+        let r = self.redirect_records().ok()?.get(index)?;
+        let from = self.str(&r.from);
+        let first = r.token_first.get() as usize;
+        let tokens = self
+            .token_records()
+            .ok()?
+            .get(first..first.checked_add(r.token_count.get() as usize)?)?;
+        Some(RedirectRule {
+            index: index as u32,
+            dynamic: r.kind == redirect_kind::DYNAMIC,
+            from,
+            to: self.str(&r.to),
+            status: r.status.get(),
+            line: r.line.get(),
+            pattern: PatternRef::new(from, tokens, 0, false, usize::from(r.capture_count)),
+        })
+    }
+
+    /// The compiled `from` of redirect rule `index` alone (what the
+    /// candidate loop matches; the rest is read only for the rule that
+    /// matched).
+    #[inline]
+    pub fn redirect_pattern(&self, index: usize) -> Option<PatternRef<'_, TokenRecord>> {
+        let r = self.redirect_records().ok()?.get(index)?;
+        let first = r.token_first.get() as usize;
+        let tokens = self
+            .token_records()
+            .ok()?
+            .get(first..first.checked_add(r.token_count.get() as usize)?)?;
+        Some(PatternRef::new(
+            self.str(&r.from),
+            tokens,
+            0,
+            false,
+            usize::from(r.capture_count),
+        ))
+    }
+
+    /// Header rule `index`, in evaluation order.
+    pub fn header_rule(&self, index: usize) -> Option<HeaderRule<'_>> {
+        let h = self.header_records().ok()?.get(index)?;
+        let first = h.token_first.get() as usize;
+        let tokens = self
+            .token_records()
+            .ok()?
+            .get(first..first.checked_add(h.token_count.get() as usize)?)?;
+        let op_first = h.op_first.get() as usize;
+        let ops = self
+            .op_records()
+            .ok()?
+            .get(op_first..op_first.checked_add(h.op_count.get() as usize)?)?;
+        Some(HeaderRule {
+            index: index as u32,
+            pattern: PatternRef::new(
+                self.str(&h.pattern),
+                tokens,
+                h.host_tokens.get() as usize,
+                h.absolute == 1,
+                usize::from(h.capture_count),
+            ),
+            line: h.line.get(),
+            ops,
+        })
+    }
+
+    /// The ops of a header rule of this bundle, in order (unsets first).
+    pub fn header_rule_ops<'a>(
+        &'a self,
+        rule: &HeaderRule<'a>,
+    ) -> impl Iterator<Item = HeaderOp<'a>> + 'a {
+        rule.ops
+            .iter()
+            .filter_map(move |o| op_of(o, self.str(&o.name), self.str(&o.value)))
+    }
+
+    /// The static `_redirects` rule whose pathname is exactly `raw_path`: one
+    /// probe of the route table for `\x01` + `raw_path`, built in `key`
+    /// (which does not allocate once it holds `raw_path.len() + 1` bytes).
+    /// No probe when the bundle has no static rule.
+    #[inline]
+    pub fn static_redirect(&self, raw_path: &str, key: &mut String) -> Option<u32> {
+        if self.rules.static_redirects == 0 {
+            return None;
+        }
+        key.clear();
+        key.push(char::from(key_prefix::STATIC_REDIRECT));
+        key.push_str(raw_path);
+        let (_, r) = self.route_key(key.as_bytes())?;
+        (r.action == action::RULE_REDIRECT).then(|| r.asset.get())
+    }
+
+    /// The rules of `set` that `raw_path` could match: those anchored at `/`,
+    /// plus, for every anchor depth `d` the set uses, those whose anchor is
+    /// `raw_path` up to its `d`th `/` (one table probe each). Every rule that
+    /// matches is in the mask (its literal prefix, hence its anchor, starts
+    /// the path); most that cannot are not. No allocation.
+    #[inline]
+    pub fn rule_candidates(&self, set: RuleSet, raw_path: &str) -> u128 {
+        let (mut mask, depths, prefix) = match set {
+            RuleSet::Redirects => (
+                self.rules.redirect_root,
+                self.rules.redirect_depths,
+                key_prefix::REDIRECT_ANCHOR,
+            ),
+            RuleSet::Headers => (
+                self.rules.header_root,
+                self.rules.header_depths,
+                key_prefix::HEADER_ANCHOR,
+            ),
+        };
+        if depths == 0 {
+            return mask;
+        }
+        let max_depth = 63 - depths.leading_zeros();
+        let path = raw_path.as_bytes();
+        let path = path.get(..MAX_ANCHOR_LEN).unwrap_or(path);
+        let mut key = [0u8; 1 + MAX_ANCHOR_LEN];
+        let mut copied = false;
+        let mut depth = 0u32;
+        for (i, &b) in path.iter().enumerate() {
+            if b != b'/' {
+                continue;
+            }
+            depth += 1;
+            if depth > max_depth {
+                break;
+            }
+            if depths & (1u64 << depth) == 0 {
+                continue;
+            }
+            if !copied {
+                key[0] = prefix;
+                key[1..=path.len()].copy_from_slice(path);
+                copied = true;
+            }
+            if let Some((_, r)) = self.route_key(&key[..i + 2]) {
+                if r.action == action::RULE_ANCHOR {
+                    let m = self
+                        .mask_records()
+                        .ok()
+                        .and_then(|m| m.get(r.asset.get() as usize));
+                    mask |= m.map_or(0, RuleMask::get);
+                }
+            }
+        }
+        mask
     }
 
     /// Re-hashes every blob and variant and checks that each variant decodes
@@ -597,6 +1084,105 @@ impl<B: AsRef<[u8]>> Bundle<B> {
         }
         Ok(())
     }
+}
+
+/// A message prefix formatted only when an error needs it.
+struct Lazy<F>(F);
+
+impl<F: Fn() -> String> Lazy<F> {
+    fn get(&self) -> String {
+        (self.0)()
+    }
+}
+
+impl<F: Fn() -> String> fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&(self.0)())
+    }
+}
+
+/// Whether every bit of `mask` names one of `count` rules.
+fn mask_fits(mask: u128, count: u32) -> bool {
+    count >= 128 || mask >> count == 0
+}
+
+fn op_of<'a>(o: &HeaderOpRecord, name: &'a str, value: &'a str) -> Option<HeaderOp<'a>> {
+    match o.op {
+        header_op::UNSET if value.is_empty() => Some(HeaderOp::Unset(name)),
+        header_op::SET => Some(HeaderOp::Set(name, value)),
+        _ => None,
+    }
+}
+
+/// Checks the tokens of one stored pattern against its source: known kinds,
+/// offsets inside the source on character boundaries, each token's text
+/// what its kind says, capture slots numbered in order, one splat at most.
+fn check_pattern(
+    what: &dyn fmt::Display,
+    source: &str,
+    toks: &[TokenRecord],
+    host_tokens: usize,
+    capture_count: u8,
+) -> Result<(), FormatError> {
+    if host_tokens > toks.len() {
+        return Err(corrupt(format!("{what}: host_tokens past the tokens")));
+    }
+    let (mut captures, mut splats) = (0usize, 0usize);
+    for (j, t) in toks.iter().enumerate() {
+        let kind = TokenKind::from_code(t.kind)
+            .ok_or_else(|| corrupt(format!("{what}: token {j}: unknown kind {}", t.kind)))?;
+        let (s, e) = (t.start.get() as usize, t.end.get() as usize);
+        let text = source.get(s..e).ok_or_else(|| {
+            corrupt(format!(
+                "{what}: token {j}: offsets {s}..{e} are not within the pattern ({} bytes)",
+                source.len()
+            ))
+        })?;
+        let sep = if j < host_tokens { '.' } else { '/' };
+        let ok = match kind {
+            TokenKind::Literal => !text.is_empty() && !text.contains(sep) && !text.contains('*'),
+            TokenKind::Separator => text.len() == 1 && text.starts_with(sep),
+            TokenKind::Placeholder => {
+                let b = text.as_bytes();
+                b.first().is_some_and(u8::is_ascii_alphabetic)
+                    && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                    && s > 0
+                    && source.as_bytes().get(s - 1) == Some(&b':')
+            }
+            TokenKind::Splat => {
+                splats += 1;
+                text == "*"
+            }
+        };
+        if !ok {
+            return Err(corrupt(format!(
+                "{what}: token {j}: text {text:?} does not fit its kind"
+            )));
+        }
+        if matches!(kind, TokenKind::Placeholder | TokenKind::Splat) {
+            if usize::from(t.slot) != captures {
+                return Err(corrupt(format!(
+                    "{what}: token {j}: capture slot {}, expected {captures}",
+                    t.slot
+                )));
+            }
+            captures += 1;
+        }
+    }
+    if splats > 1 {
+        return Err(corrupt(format!("{what}: more than one splat")));
+    }
+    if toks.get(host_tokens).map(|t| t.kind) != Some(token_kind::SEPARATOR) {
+        return Err(corrupt(format!(
+            "{what}: the path part does not start with a separator token"
+        )));
+    }
+    if captures > MAX_CAPTURES || captures != usize::from(capture_count) {
+        return Err(corrupt(format!(
+            "{what}: capture_count {capture_count}, the tokens have {captures}"
+        )));
+    }
+    Ok(())
 }
 
 fn range(offset: u64, len: u64, total: usize, what: &str) -> Result<Range<usize>, FormatError> {

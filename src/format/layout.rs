@@ -28,6 +28,20 @@ pub mod section {
     pub const HEADERS_TEXT: u32 = 9;
     pub const REDIRECTS_TEXT: u32 = 10;
     pub const WORKER_FIRST: u32 = 11;
+    /// One `RulesRecord`: rule counts and the root masks of the rule index.
+    pub const RULES: u32 = 12;
+    /// `TokenRecord`s of every compiled pattern, rule after rule.
+    pub const TOKENS: u32 = 13;
+    /// `RedirectRuleRecord`s: static rules, then dynamic rules in order.
+    pub const REDIRECT_RULES: u32 = 14;
+    /// `HeaderRuleRecord`s in evaluation (file) order.
+    pub const HEADER_RULES: u32 = 15;
+    /// `HeaderOpRecord`s, rule after rule (unsets, then sets).
+    pub const HEADER_OPS: u32 = 16;
+    /// `RuleMask`es referenced by `action::RULE_ANCHOR` routes.
+    pub const RULE_MASKS: u32 = 17;
+    /// The highest kind this reader knows; kinds `1..=LAST` are required.
+    pub const LAST: u32 = RULE_MASKS;
 }
 
 /// Content codings of stored variants. Identity is the blob itself.
@@ -55,7 +69,57 @@ pub mod action {
     pub const SERVE: u8 = 1;
     /// 307 to `RouteRecord::location` (canonically encoded, no query).
     pub const REDIRECT: u8 = 2;
+    /// A static `_redirects` rule: the key is `key_prefix::STATIC_REDIRECT`
+    /// + the rule's pathname, `RouteRecord::asset` its REDIRECT_RULES index.
+    pub const RULE_REDIRECT: u8 = 3;
+    /// An entry of the rule index: the key is `key_prefix::REDIRECT_ANCHOR`
+    /// or `HEADER_ANCHOR` + an anchor path, `RouteRecord::asset` a RULE_MASKS
+    /// index.
+    pub const RULE_ANCHOR: u8 = 4;
 }
+
+/// First byte of the route keys that are not request paths. Decoded request
+/// paths always start with `/`, so no request can reach these keys.
+pub mod key_prefix {
+    pub const STATIC_REDIRECT: u8 = 1;
+    pub const REDIRECT_ANCHOR: u8 = 2;
+    pub const HEADER_ANCHOR: u8 = 3;
+}
+
+/// `TokenRecord::kind`.
+pub mod token_kind {
+    /// Literal text without separators.
+    pub const LITERAL: u8 = 0;
+    /// `/` in the path part, `.` in the host part.
+    pub const SEPARATOR: u8 = 1;
+    /// `:name`; the token's text is the name without the colon.
+    pub const PLACEHOLDER: u8 = 2;
+    /// `*`.
+    pub const SPLAT: u8 = 3;
+}
+
+/// `HeaderOpRecord::op`.
+pub mod header_op {
+    /// `! Name`: delete every field line called `name`.
+    pub const UNSET: u8 = 1;
+    /// `Name: value`.
+    pub const SET: u8 = 2;
+}
+
+/// `RedirectRuleRecord::kind`.
+pub mod redirect_kind {
+    pub const STATIC: u8 = 0;
+    pub const DYNAMIC: u8 = 1;
+}
+
+/// Most rules of one indexed set (dynamic redirects, header rules): masks
+/// are 128 bits. The parsers keep at most 100 and 101.
+pub const MAX_INDEXED_RULES: usize = 128;
+/// Longest anchor (without its key prefix byte); longer literal prefixes are
+/// cut back to a `/` within this length.
+pub const MAX_ANCHOR_LEN: usize = 127;
+/// Deepest anchor, in `/`s: depths are bits of a `u64`.
+pub const MAX_ANCHOR_DEPTH: u32 = 63;
 
 /// Sentinel for "no asset" in `u32` asset references.
 pub const NO_ASSET: u32 = u32::MAX;
@@ -183,6 +247,131 @@ pub struct RouteRecord {
     pub asset: U32,
     /// Asset whose manifest key is exactly `path`, else `NO_ASSET`.
     pub exact_asset: U32,
+}
+
+/// A set of rules of one indexed set, as a 128-bit little-endian bit mask:
+/// bit `i` is rule `i` (dynamic redirect `i`, or header rule `i`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
+#[repr(C)]
+pub struct RuleMask {
+    pub lo: U64,
+    pub hi: U64,
+}
+
+impl RuleMask {
+    pub fn new(bits: u128) -> Self {
+        RuleMask {
+            lo: U64::new(bits as u64),
+            hi: U64::new((bits >> 64) as u64),
+        }
+    }
+
+    #[inline]
+    pub fn get(&self) -> u128 {
+        u128::from(self.lo.get()) | u128::from(self.hi.get()) << 64
+    }
+}
+
+/// Counts of the compiled rules and the always-tried part of their index.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct RulesRecord {
+    /// REDIRECT_RULES `[0, static_redirects)` are static rules.
+    pub static_redirects: U32,
+    /// REDIRECT_RULES `[static_redirects, +dynamic_redirects)` are dynamic.
+    pub dynamic_redirects: U32,
+    pub header_rules: U32,
+    pub reserved: U32,
+    /// Bit `d` (2 ≤ d ≤ 63): some dynamic redirect has an anchor with `d`
+    /// slashes, so the request path's prefix through its `d`th `/` is probed.
+    pub redirect_depths: U64,
+    pub header_depths: U64,
+    /// Dynamic redirects anchored at `/`: tried for every request.
+    pub redirect_root: RuleMask,
+    /// Header rules anchored at `/`.
+    pub header_root: RuleMask,
+}
+
+/// One token of a compiled pattern. `start..end` is a byte range of the
+/// owning rule's pattern string (`from`, or the header rule's `pattern`).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct TokenRecord {
+    /// `token_kind::*`.
+    pub kind: u8,
+    /// Capture slot of placeholders and the splat, else 0.
+    pub slot: u8,
+    pub reserved: U16,
+    pub start: U32,
+    pub end: U32,
+}
+
+/// One `_redirects` rule.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct RedirectRuleRecord {
+    /// Static: the exact raw pathname. Dynamic: the normalised pattern.
+    pub from: StrRef,
+    /// Normalised target; dynamic targets may hold `:name`s.
+    pub to: StrRef,
+    /// First token in TOKENS (dynamic rules; static rules have none).
+    pub token_first: U32,
+    pub token_count: U16,
+    /// 200, 301, 302, 303, 307 or 308.
+    pub status: U16,
+    /// `redirect_kind::*`.
+    pub kind: u8,
+    /// Placeholders plus splat in `from`.
+    pub capture_count: u8,
+    pub reserved: U16,
+    /// 1-based line in `_redirects`.
+    pub line: U32,
+}
+
+/// One `_headers` block.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct HeaderRuleRecord {
+    /// Normalised pattern: `/path` or `https://host/path`.
+    pub pattern: StrRef,
+    pub token_first: U32,
+    pub token_count: U16,
+    /// The first `host_tokens` tokens are the host part.
+    pub host_tokens: U16,
+    /// First op in HEADER_OPS.
+    pub op_first: U32,
+    pub op_count: U32,
+    /// 1 when the pattern starts with `https://host`.
+    pub absolute: u8,
+    pub capture_count: u8,
+    pub reserved: U16,
+    /// 1-based line of the path line in `_headers`.
+    pub line: U32,
+}
+
+/// One `! Name` or `Name: value` line of a `_headers` block.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct HeaderOpRecord {
+    /// Lower-case field name.
+    pub name: StrRef,
+    /// Value (may hold `:name`s); empty for `UNSET`.
+    pub value: StrRef,
+    /// `header_op::*`.
+    pub op: u8,
+    pub reserved: [u8; 3],
 }
 
 /// Parameters of the open-addressing table over ROUTES.

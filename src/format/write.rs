@@ -15,6 +15,7 @@ use zerocopy::IntoBytes;
 
 use super::layout::*;
 use crate::config::Config;
+use crate::rules::pattern::Pattern;
 
 /// A route the bundle's table answers for (see `layout::RouteRecord`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,7 +144,8 @@ pub fn write_bundle<W: Write + Seek>(spec: &BundleSpec, w: W) -> io::Result<()> 
             etag: a.etag,
         });
     }
-    let mut sorted: Vec<&RouteSpec> = spec.routes.iter().collect();
+    let compiled = compile_rules(spec, &mut strings)?;
+    let mut sorted: Vec<&RouteSpec> = spec.routes.iter().chain(&compiled.routes).collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let mut routes = Vec::with_capacity(sorted.len());
     for r in &sorted {
@@ -180,6 +182,15 @@ pub fn write_bundle<W: Write + Seek>(spec: &BundleSpec, w: W) -> io::Result<()> 
             spec.redirects_text.clone().unwrap_or_default().into_bytes(),
         ),
         (section::WORKER_FIRST, worker_first.into_bytes()),
+        (section::RULES, compiled.rules.as_bytes().to_vec()),
+        (section::TOKENS, compiled.tokens.as_bytes().to_vec()),
+        (
+            section::REDIRECT_RULES,
+            compiled.redirects.as_bytes().to_vec(),
+        ),
+        (section::HEADER_RULES, compiled.headers.as_bytes().to_vec()),
+        (section::HEADER_OPS, compiled.ops.as_bytes().to_vec()),
+        (section::RULE_MASKS, compiled.masks.as_bytes().to_vec()),
     ];
     sections.push((section::STRINGS, std::mem::take(&mut strings.bytes)));
 
@@ -218,6 +229,208 @@ pub fn write_bundle<W: Write + Seek>(spec: &BundleSpec, w: W) -> io::Result<()> 
     w.write_all(header.as_bytes())?;
     w.flush()?;
     Ok(())
+}
+
+/// The `_headers` and `_redirects` rules as bundle records (docs/FORMAT.md,
+/// "Compiled rules"), plus the route-table entries that index them.
+struct CompiledRules {
+    rules: RulesRecord,
+    tokens: Vec<TokenRecord>,
+    redirects: Vec<RedirectRuleRecord>,
+    headers: Vec<HeaderRuleRecord>,
+    ops: Vec<HeaderOpRecord>,
+    masks: Vec<RuleMask>,
+    routes: Vec<RouteSpec>,
+}
+
+/// Parses the rule files of `spec` (exactly as the build's warnings and the
+/// in-memory evaluators do) and lays the result out as records.
+fn compile_rules(spec: &BundleSpec, strings: &mut Strings) -> io::Result<CompiledRules> {
+    use crate::rules::{headers, redirects};
+    let (redirect_rules, _) = redirects::parse(
+        spec.redirects_text.as_deref().unwrap_or(""),
+        spec.config.html_handling,
+    );
+    let (header_rules, _) = headers::parse(spec.headers_text.as_deref().unwrap_or(""));
+    let statics = redirect_rules.static_rules();
+    let dynamics = redirect_rules.dynamic_rules();
+    let hrules = header_rules.rules();
+    if dynamics.len() > MAX_INDEXED_RULES || hrules.len() > MAX_INDEXED_RULES {
+        return Err(io::Error::other(format!(
+            "more than {MAX_INDEXED_RULES} dynamic redirects or header rules"
+        )));
+    }
+
+    let mut out = CompiledRules {
+        rules: RulesRecord {
+            static_redirects: U32::new(u32_of(statics.len())?),
+            dynamic_redirects: U32::new(u32_of(dynamics.len())?),
+            header_rules: U32::new(u32_of(hrules.len())?),
+            reserved: U32::new(0),
+            redirect_depths: U64::new(0),
+            header_depths: U64::new(0),
+            redirect_root: RuleMask::default(),
+            header_root: RuleMask::default(),
+        },
+        tokens: Vec::new(),
+        redirects: Vec::with_capacity(statics.len() + dynamics.len()),
+        headers: Vec::with_capacity(hrules.len()),
+        ops: Vec::new(),
+        masks: Vec::new(),
+        routes: Vec::with_capacity(statics.len()),
+    };
+    let push_tokens = |tokens: &mut Vec<TokenRecord>, p: &Pattern| -> io::Result<(U32, U16)> {
+        let first = U32::new(u32_of(tokens.len())?);
+        let count = u16::try_from(p.tokens().len())
+            .map_err(|_| io::Error::other("a rule pattern has more than 65535 tokens"))?;
+        tokens.extend(p.tokens().iter().map(|t| TokenRecord {
+            kind: t.kind.code(),
+            slot: t.slot,
+            reserved: U16::new(0),
+            start: U32::new(t.start),
+            end: U32::new(t.end),
+        }));
+        Ok((first, U16::new(count)))
+    };
+
+    for (i, (from, r)) in statics.iter().enumerate() {
+        out.redirects.push(RedirectRuleRecord {
+            from: strings.add(from)?,
+            to: strings.add(&r.to)?,
+            token_first: U32::new(u32_of(out.tokens.len())?),
+            token_count: U16::new(0),
+            status: U16::new(r.status),
+            kind: redirect_kind::STATIC,
+            capture_count: 0,
+            reserved: U16::new(0),
+            line: U32::new(u32_of(r.line)?),
+        });
+        let mut key = String::with_capacity(from.len() + 1);
+        key.push(char::from(key_prefix::STATIC_REDIRECT));
+        key.push_str(from);
+        out.routes.push(RouteSpec {
+            path: key,
+            action: action::RULE_REDIRECT,
+            status: 0,
+            asset: u32_of(i)?,
+            location: String::new(),
+            exact_asset: NO_ASSET,
+        });
+    }
+    // (key prefix, anchor) -> rules; BTreeMap keeps the mask order stable.
+    let mut anchors: std::collections::BTreeMap<(u8, String), u128> = Default::default();
+    let mut index_rule = |set: u8, root: &mut u128, depths: &mut u64, i: usize, p: &Pattern| {
+        let (anchor, depth) = anchor_of(p.view().path_literal_prefix());
+        if depth <= 1 {
+            *root |= 1u128 << i;
+        } else {
+            *depths |= 1u64 << depth;
+            *anchors.entry((set, anchor.to_string())).or_default() |= 1u128 << i;
+        }
+    };
+    let (mut redirect_root, mut redirect_depths) = (0u128, 0u64);
+    for (i, d) in dynamics.iter().enumerate() {
+        let (token_first, token_count) = push_tokens(&mut out.tokens, &d.pattern)?;
+        out.redirects.push(RedirectRuleRecord {
+            from: strings.add(d.pattern.source())?,
+            to: strings.add(&d.redirect.to)?,
+            token_first,
+            token_count,
+            status: U16::new(d.redirect.status),
+            kind: redirect_kind::DYNAMIC,
+            capture_count: d.pattern.capture_count() as u8,
+            reserved: U16::new(0),
+            line: U32::new(u32_of(d.redirect.line)?),
+        });
+        index_rule(
+            key_prefix::REDIRECT_ANCHOR,
+            &mut redirect_root,
+            &mut redirect_depths,
+            i,
+            &d.pattern,
+        );
+    }
+    let (mut header_root, mut header_depths) = (0u128, 0u64);
+    for (i, h) in hrules.iter().enumerate() {
+        let (token_first, token_count) = push_tokens(&mut out.tokens, &h.pattern)?;
+        let op_first = U32::new(u32_of(out.ops.len())?);
+        for name in &h.unset {
+            out.ops.push(HeaderOpRecord {
+                name: strings.add(name)?,
+                value: StrRef::default(),
+                op: header_op::UNSET,
+                reserved: [0; 3],
+            });
+        }
+        for (name, value) in &h.set {
+            out.ops.push(HeaderOpRecord {
+                name: strings.add(name)?,
+                value: strings.add(value)?,
+                op: header_op::SET,
+                reserved: [0; 3],
+            });
+        }
+        out.headers.push(HeaderRuleRecord {
+            pattern: strings.add(h.pattern.source())?,
+            token_first,
+            token_count,
+            host_tokens: U16::new(
+                u16::try_from(h.pattern.host_token_count())
+                    .map_err(|_| io::Error::other("a rule host has more than 65535 tokens"))?,
+            ),
+            op_first,
+            op_count: U32::new(u32_of(out.ops.len())? - op_first.get()),
+            absolute: h.pattern.is_absolute() as u8,
+            capture_count: h.pattern.capture_count() as u8,
+            reserved: U16::new(0),
+            line: U32::new(u32_of(h.line)?),
+        });
+        index_rule(
+            key_prefix::HEADER_ANCHOR,
+            &mut header_root,
+            &mut header_depths,
+            i,
+            &h.pattern,
+        );
+    }
+    out.rules.redirect_root = RuleMask::new(redirect_root);
+    out.rules.redirect_depths = U64::new(redirect_depths);
+    out.rules.header_root = RuleMask::new(header_root);
+    out.rules.header_depths = U64::new(header_depths);
+    for ((set, anchor), mask) in anchors {
+        let mut key = String::with_capacity(anchor.len() + 1);
+        key.push(char::from(set));
+        key.push_str(&anchor);
+        out.routes.push(RouteSpec {
+            path: key,
+            action: action::RULE_ANCHOR,
+            status: 0,
+            asset: u32_of(out.masks.len())?,
+            location: String::new(),
+            exact_asset: NO_ASSET,
+        });
+        out.masks.push(RuleMask::new(mask));
+    }
+    Ok(out)
+}
+
+/// The anchor of a pattern whose path part starts with `literal` (its
+/// literal prefix): the longest prefix of it that ends in `/`, is at most
+/// `MAX_ANCHOR_LEN` bytes and holds at most `MAX_ANCHOR_DEPTH` slashes; and
+/// its depth (number of slashes). Any path the pattern matches starts with
+/// the anchor.
+pub fn anchor_of(literal: &str) -> (&str, u32) {
+    let (mut end, mut depth) = (0, 0);
+    for (i, b) in literal.bytes().enumerate().take(MAX_ANCHOR_LEN) {
+        if b == b'/' {
+            if depth == MAX_ANCHOR_DEPTH {
+                break;
+            }
+            depth += 1;
+            end = i + 1;
+        }
+    }
+    (literal.get(..end).unwrap_or(""), depth)
 }
 
 /// Builds the open-addressing table: linear probing, load factor ≤ 1/2, and a

@@ -8,8 +8,9 @@ use crate::format::layout::action;
 use crate::format::{Asset, Bundle};
 use crate::route::canonical::{self, canonicalize, Target};
 use crate::route::conditional;
-use crate::rules::headers::{self, HeaderRules, HeaderSink};
-use crate::rules::redirects::{self, RedirectOutcome, RedirectRules};
+use crate::rules::compiled::{CompiledHeaders, CompiledRedirects};
+use crate::rules::headers::HeaderSink;
+use crate::rules::redirects::RedirectOutcome;
 use crate::rules::worker_first::{self, navigation_flag, Route as Way, WorkerFirst};
 
 /// What the router needs from a request. The server fills it from the HTTP
@@ -68,6 +69,8 @@ pub struct Scratch {
     /// For the path a `_redirects` 200 rule rewrites to.
     rewrite: canonical::Scratch,
     location: String,
+    /// Keys of the 404-page walk and of the static `_redirects` probe (one
+    /// byte + the raw pathname, which is at most 3 × MAX_TARGET_LEN).
     probe: String,
 }
 
@@ -77,7 +80,7 @@ impl Scratch {
             canon: canonical::Scratch::new(),
             rewrite: canonical::Scratch::new(),
             location: String::with_capacity(3 * canonical::MAX_TARGET_LEN + 16),
-            probe: String::with_capacity(canonical::MAX_TARGET_LEN + 16),
+            probe: String::with_capacity(3 * canonical::MAX_TARGET_LEN + 16),
         }
     }
 
@@ -109,24 +112,18 @@ pub struct Router<B> {
     navigation: bool,
     /// The SPA fallback, looked up once.
     spa_index: Option<u32>,
-    redirects: RedirectRules,
-    headers: HeaderRules,
 }
 
 impl<B: AsRef<[u8]>> Router<B> {
     /// Prepares a router. Fails only if the bundle's `run_worker_first` list
-    /// is invalid, which a bundle built by sitepack never is.
+    /// is invalid, which a bundle built by sitepack never is. The
+    /// `_redirects` and `_headers` rules are used from the bundle's compiled
+    /// records as they are: nothing is parsed or built here.
     pub fn new(bundle: Bundle<B>) -> Result<Self, worker_first::RulesError> {
         let cfg = bundle.config();
         let worker_first = WorkerFirst::from_config(&cfg.run_worker_first)?;
         let spa_index = bundle.route("/index.html").and_then(|r| r.exact_asset);
-        // The rules were validated at build; rejected lines were warnings then.
-        let (redirects, _) =
-            redirects::parse(bundle.redirects_text().unwrap_or(""), cfg.html_handling);
-        let (headers, _) = headers::parse(bundle.headers_text().unwrap_or(""));
         Ok(Router {
-            redirects,
-            headers,
             navigation: navigation_flag(&cfg.compatibility_date, &cfg.compatibility_flags),
             html_handling: cfg.html_handling,
             not_found: cfg.not_found_handling,
@@ -172,7 +169,7 @@ impl<B: AsRef<[u8]>> Router<B> {
             // `_redirects` rules (redirects and rewrites alike) count as "can
             // fetch": they take precedence over the Worker (spec §2.4).
             |nf| {
-                self.has_redirect_rule(&target, req.origin)
+                self.has_redirect_rule(&target, probe)
                     || self.intent(target.path, nf, probe) != Intent::Nothing
             },
         );
@@ -184,34 +181,36 @@ impl<B: AsRef<[u8]>> Router<B> {
         self.assets(req, &target, rewrite, location, probe)
     }
 
-    fn has_redirect_rule(&self, target: &Target<'_>, origin: Option<&str>) -> bool {
-        !self.redirects.is_empty() && self.redirect_rule(target, origin).is_some()
+    fn has_redirect_rule(&self, target: &Target<'_>, key: &mut String) -> bool {
+        self.redirect_rules().matches(target.raw_path, key)
     }
 
-    fn redirect_rule(&self, target: &Target<'_>, origin: Option<&str>) -> Option<RedirectOutcome> {
-        if self.redirects.is_empty() {
-            return None;
-        }
+    fn redirect_rule(
+        &self,
+        target: &Target<'_>,
+        origin: Option<&str>,
+        key: &mut String,
+    ) -> Option<RedirectOutcome> {
         let query = target.query.strip_prefix('?');
-        self.redirects.evaluate(target.raw_path, query, origin)
+        self.redirect_rules()
+            .evaluate(target.raw_path, query, origin, key)
     }
 
     /// Applies the `_headers` rules for the request whose pathname is
     /// `raw_path` (see [`Scratch::raw_path`]); `host` enables absolute rules.
+    /// Allocates nothing unless a rule matches.
     pub fn apply_headers(&self, host: Option<&str>, raw_path: &str, sink: &mut impl HeaderSink) {
-        if !self.headers.is_empty() {
-            self.headers.apply(host, raw_path, sink);
-        }
+        self.header_rules().apply(host, raw_path, sink);
     }
 
-    /// The `_headers` rules, for `inspect`.
-    pub fn header_rules(&self) -> &HeaderRules {
-        &self.headers
+    /// The compiled `_headers` rules, read in place from the bundle.
+    pub fn header_rules(&self) -> CompiledHeaders<'_, B> {
+        CompiledHeaders::new(&self.bundle)
     }
 
-    /// The `_redirects` rules, for `inspect`.
-    pub fn redirect_rules(&self) -> &RedirectRules {
-        &self.redirects
+    /// The compiled `_redirects` rules, read in place from the bundle.
+    pub fn redirect_rules(&self) -> CompiledRedirects<'_, B> {
+        CompiledRedirects::new(&self.bundle)
     }
 
     /// Asset serving alone (the `ASSETS` binding's `fetch`): html_handling and
@@ -239,7 +238,7 @@ impl<B: AsRef<[u8]>> Router<B> {
     ) -> Outcome<'s> {
         // Step 1: `_redirects`, on the raw pathname, whatever the method.
         let mut rewritten: Option<Target<'_>> = None;
-        match self.redirect_rule(original, req.origin) {
+        match self.redirect_rule(original, req.origin, probe) {
             None => {}
             Some(RedirectOutcome::Redirect {
                 status,

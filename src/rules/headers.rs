@@ -36,8 +36,8 @@ use std::collections::HashMap;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::pattern::{
-    find_control, has_placeholder, normalize_url, utf16_len_capped, Capture, Escape, Pattern,
-    Warning, MAX_CAPTURES, MAX_LINE_LENGTH,
+    find_control, has_placeholder, normalize_url, utf16_len_capped, Capture, Captures, Escape,
+    Pattern, PatternRef, PatternToken, Warning, MAX_CAPTURES, MAX_LINE_LENGTH,
 };
 
 /// Cloudflare's rule limit; the check runs before the pending block is
@@ -138,35 +138,113 @@ impl HeaderRules {
     /// html_handling. Allocates nothing when no rule matches.
     pub fn apply(&self, host: Option<&str>, raw_path: &str, sink: &mut impl HeaderSink) {
         let mut caps = [Capture::default(); MAX_CAPTURES];
-        let mut written: Vec<&str> = Vec::new();
-        let mut buf = String::new();
+        let mut state = ApplyState::new();
         for rule in &self.rules {
             if !rule.pattern.matches(host, raw_path, &mut caps) {
                 continue;
             }
-            for name in &rule.unset {
-                sink.remove(name);
-            }
-            for (name, value) in &rule.set {
-                let value = if rule.pattern.capture_count() > 0 && has_placeholder(value) {
-                    buf.clear();
-                    rule.pattern.substitute(
-                        value,
-                        host,
-                        raw_path,
-                        &caps,
-                        Escape::HeaderValue,
-                        &mut buf,
-                    );
-                    buf.as_str()
-                } else {
-                    value.as_str()
-                };
-                if name == "vary" || written.contains(&name.as_str()) {
-                    sink.append(name, value);
-                } else {
-                    sink.set(name, value);
-                    written.push(name);
+            let ops = rule
+                .unset
+                .iter()
+                .map(|n| HeaderOp::Unset(n))
+                .chain(rule.set.iter().map(|(n, v)| HeaderOp::Set(n, v)));
+            state.apply_rule(rule.pattern.view(), ops, host, raw_path, &caps, sink);
+        }
+    }
+}
+
+/// One line of a matched block, borrowed from wherever the rule lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderOp<'r> {
+    /// Lower-case name to delete.
+    Unset(&'r str),
+    /// Lower-case name and value template.
+    Set(&'r str, &'r str),
+}
+
+/// What [`HeaderRules::apply`] carries from one matched rule to the next:
+/// the names already written for this response (kept on the stack for the
+/// first few) and the substitution buffer. Nothing is allocated until a
+/// rule matches.
+pub struct ApplyState<'r> {
+    inline: [&'r str; INLINE_NAMES],
+    len: usize,
+    more: Vec<&'r str>,
+    buf: String,
+}
+
+const INLINE_NAMES: usize = 16;
+
+impl Default for ApplyState<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'r> ApplyState<'r> {
+    pub fn new() -> Self {
+        ApplyState {
+            inline: [""; INLINE_NAMES],
+            len: 0,
+            more: Vec::new(),
+            buf: String::new(),
+        }
+    }
+
+    fn written(&self, name: &str) -> bool {
+        self.inline[..self.len].contains(&name) || self.more.contains(&name)
+    }
+
+    fn remember(&mut self, name: &'r str) {
+        if self.len < INLINE_NAMES {
+            self.inline[self.len] = name;
+            self.len += 1;
+        } else {
+            self.more.push(name);
+        }
+    }
+
+    /// Applies the ops of one rule whose `pattern` matched (leaving `caps`):
+    /// its unsets first (the caller passes them first), then its headers. A
+    /// name already written by an earlier rule for this response is
+    /// appended; otherwise the value replaces what the response had (spec
+    /// §5.2). `Vary` is always appended.
+    pub fn apply_rule<T: PatternToken>(
+        &mut self,
+        pattern: PatternRef<'_, T>,
+        ops: impl Iterator<Item = HeaderOp<'r>>,
+        host: Option<&str>,
+        raw_path: &str,
+        caps: &Captures,
+        sink: &mut impl HeaderSink,
+    ) {
+        for op in ops {
+            match op {
+                HeaderOp::Unset(name) => sink.remove(name),
+                HeaderOp::Set(name, value) => {
+                    let substituted = pattern.capture_count() > 0 && has_placeholder(value);
+                    if substituted {
+                        self.buf.clear();
+                        pattern.substitute(
+                            value,
+                            host,
+                            raw_path,
+                            caps,
+                            Escape::HeaderValue,
+                            &mut self.buf,
+                        );
+                    }
+                    let value = if substituted {
+                        self.buf.as_str()
+                    } else {
+                        value
+                    };
+                    if name == "vary" || self.written(name) {
+                        sink.append(name, value);
+                    } else {
+                        sink.set(name, value);
+                        self.remember(name);
+                    }
                 }
             }
         }
@@ -382,6 +460,25 @@ fn header_line(line: &str, in_block: bool) -> Result<Line<'_>, String> {
 
 fn is_server_owned(lower: &str) -> bool {
     SERVER_OWNED.contains(&lower)
+}
+
+/// Whether a compiled op is one [`parse`] can produce: `name` a lower-case
+/// RFC 9110 token the server does not own (and not `vary` for an unset),
+/// `value` visible ASCII, space and TAB (non-empty, trimmed) for a set.
+/// `Bundle::open` checks every stored op with it.
+pub fn is_valid_op(op: HeaderOp<'_>) -> bool {
+    let name_ok = |n: &str| {
+        check_name(n).is_ok() && !n.bytes().any(|b| b.is_ascii_uppercase()) && !is_server_owned(n)
+    };
+    match op {
+        HeaderOp::Unset(n) => name_ok(n) && n != "vary",
+        HeaderOp::Set(n, v) => {
+            name_ok(n)
+                && !v.is_empty()
+                && v.trim() == v
+                && v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        }
+    }
 }
 
 /// RFC 9110 `token`.

@@ -35,6 +35,8 @@
 
 use std::fmt;
 
+use crate::format::layout::{token_kind, TokenRecord};
+
 /// A rejected line of a `_headers` or `_redirects` file. The line is ignored;
 /// the rest of the file still loads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,6 +252,11 @@ impl Pattern {
         &self.tokens
     }
 
+    /// How many of [`Pattern::tokens`] belong to the host part.
+    pub fn host_token_count(&self) -> usize {
+        self.host_tokens
+    }
+
     /// Whether the rule starts with `https://host` and so also matches the
     /// request hostname.
     pub fn is_absolute(&self) -> bool {
@@ -259,6 +266,18 @@ impl Pattern {
     /// Number of capture slots used.
     pub fn capture_count(&self) -> usize {
         self.names.len()
+    }
+
+    /// A borrowed view: what matching and substitution run on, here and
+    /// over the records of a bundle.
+    pub fn view(&self) -> PatternRef<'_, Token> {
+        PatternRef {
+            source: &self.source,
+            tokens: &self.tokens,
+            host_tokens: self.host_tokens,
+            absolute: self.absolute,
+            captures: self.names.len(),
+        }
     }
 
     /// Name of capture `slot` (`splat` for `*`).
@@ -271,16 +290,7 @@ impl Pattern {
     /// pathname, percent-escapes intact, without the query. Fills `caps` for
     /// [`Pattern::capture_count`] slots. Never allocates.
     pub fn matches(&self, host: Option<&str>, path: &str, caps: &mut Captures) -> bool {
-        let (host_toks, path_toks) = self
-            .tokens
-            .split_at(self.host_tokens.min(self.tokens.len()));
-        if self.absolute {
-            let Some(host) = host else { return false };
-            if !match_part(host_toks, &self.source, host, b'.', true, caps) {
-                return false;
-            }
-        }
-        match_part(path_toks, &self.source, path, b'/', false, caps)
+        self.view().matches(host, path, caps)
     }
 
     /// The text of capture `slot` after a successful [`Pattern::matches`].
@@ -291,14 +301,249 @@ impl Pattern {
         path: &'a str,
         caps: &Captures,
     ) -> Option<&'a [u8]> {
-        let c = caps.get(slot)?;
-        let src = if c.in_host { host? } else { path };
-        src.as_bytes().get(c.start as usize..c.end as usize)
+        capture_text(slot, host, path, caps)
     }
 
     /// Appends `template` to `out`, replacing every `:name` that names a
     /// capture of this pattern by the captured text, escaped with `escape`.
     /// Other `:name`s are copied unchanged.
+    pub fn substitute(
+        &self,
+        template: &str,
+        host: Option<&str>,
+        path: &str,
+        caps: &Captures,
+        escape: Escape,
+        out: &mut String,
+    ) {
+        self.view()
+            .substitute(template, host, path, caps, escape, out);
+    }
+}
+
+/// What a pattern's tokens must tell: [`Token`] at build time, the bundle's
+/// `TokenRecord` when matching in place.
+pub trait PatternToken: Copy {
+    fn kind(&self) -> TokenKind;
+    /// Start of the token's text in the pattern source.
+    fn start(&self) -> u32;
+    fn end(&self) -> u32;
+    /// Capture slot (placeholders and the splat).
+    fn slot(&self) -> u8;
+}
+
+impl PatternToken for Token {
+    #[inline]
+    fn kind(&self) -> TokenKind {
+        self.kind
+    }
+    #[inline]
+    fn start(&self) -> u32 {
+        self.start
+    }
+    #[inline]
+    fn end(&self) -> u32 {
+        self.end
+    }
+    #[inline]
+    fn slot(&self) -> u8 {
+        self.slot
+    }
+}
+
+impl PatternToken for TokenRecord {
+    /// An unknown code (refused by `Bundle::open`) reads as a separator,
+    /// which matches nothing inside a segment.
+    #[inline]
+    fn kind(&self) -> TokenKind {
+        TokenKind::from_code(self.kind).unwrap_or(TokenKind::Separator)
+    }
+    #[inline]
+    fn start(&self) -> u32 {
+        self.start.get()
+    }
+    #[inline]
+    fn end(&self) -> u32 {
+        self.end.get()
+    }
+    #[inline]
+    fn slot(&self) -> u8 {
+        self.slot
+    }
+}
+
+impl TokenKind {
+    /// The on-disk code (`layout::token_kind`).
+    pub fn code(self) -> u8 {
+        match self {
+            TokenKind::Literal => token_kind::LITERAL,
+            TokenKind::Separator => token_kind::SEPARATOR,
+            TokenKind::Placeholder => token_kind::PLACEHOLDER,
+            TokenKind::Splat => token_kind::SPLAT,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<TokenKind> {
+        match code {
+            token_kind::LITERAL => Some(TokenKind::Literal),
+            token_kind::SEPARATOR => Some(TokenKind::Separator),
+            token_kind::PLACEHOLDER => Some(TokenKind::Placeholder),
+            token_kind::SPLAT => Some(TokenKind::Splat),
+            _ => None,
+        }
+    }
+
+    fn is_capture(self) -> bool {
+        matches!(self, TokenKind::Placeholder | TokenKind::Splat)
+    }
+}
+
+/// A compiled pattern borrowed from wherever it lives: a [`Pattern`]
+/// ([`Pattern::view`]) or a bundle's records. Matching and substitution never
+/// allocate except to write their output.
+#[derive(Clone, Copy, Debug)]
+pub struct PatternRef<'a, T = Token> {
+    source: &'a str,
+    tokens: &'a [T],
+    host_tokens: usize,
+    absolute: bool,
+    captures: usize,
+}
+
+impl<'a, T: PatternToken> PatternRef<'a, T> {
+    /// A view over stored parts. `tokens[..host_tokens]` are the host part
+    /// of an absolute pattern; `captures` is the number of placeholder and
+    /// splat tokens.
+    pub fn new(
+        source: &'a str,
+        tokens: &'a [T],
+        host_tokens: usize,
+        absolute: bool,
+        captures: usize,
+    ) -> Self {
+        PatternRef {
+            source,
+            tokens,
+            host_tokens,
+            absolute,
+            captures,
+        }
+    }
+
+    pub fn source(&self) -> &'a str {
+        self.source
+    }
+
+    pub fn tokens(&self) -> &'a [T] {
+        self.tokens
+    }
+
+    pub fn host_token_count(&self) -> usize {
+        self.host_tokens
+    }
+
+    pub fn is_absolute(&self) -> bool {
+        self.absolute
+    }
+
+    pub fn capture_count(&self) -> usize {
+        self.captures
+    }
+
+    /// The text of a token (for placeholders, the name without `:`).
+    pub fn text(&self, t: &T) -> &'a str {
+        self.source
+            .get(t.start() as usize..t.end() as usize)
+            .unwrap_or("")
+    }
+
+    /// Name of capture `slot` (`splat` for `*`).
+    pub fn capture_name(&self, slot: usize) -> Option<&'a str> {
+        let t = self
+            .tokens
+            .iter()
+            .find(|t| t.kind().is_capture() && usize::from(t.slot()) == slot)?;
+        Some(self.capture_token_name(t))
+    }
+
+    fn capture_token_name(&self, t: &T) -> &'a str {
+        if t.kind() == TokenKind::Splat {
+            SPLAT_NAME
+        } else {
+            self.text(t)
+        }
+    }
+
+    /// The literal text every matching path starts with: the path part up
+    /// to its first placeholder or splat (the whole path part if it has
+    /// none). Starts with `/` for any compiled pattern.
+    pub fn path_literal_prefix(&self) -> &'a str {
+        let toks = self.tokens.get(self.host_tokens..).unwrap_or(&[]);
+        let Some(first) = toks.first() else {
+            return "";
+        };
+        let end = match toks.iter().find(|t| t.kind().is_capture()) {
+            // A placeholder's text starts after its `:`.
+            Some(t) if t.kind() == TokenKind::Placeholder => t.start().saturating_sub(1),
+            Some(t) => t.start(),
+            None => toks.last().map_or(first.start(), |t| t.end()),
+        };
+        self.source
+            .get(first.start() as usize..end as usize)
+            .unwrap_or("")
+    }
+
+    /// See [`Pattern::matches`].
+    #[inline]
+    pub fn matches(&self, host: Option<&str>, path: &str, caps: &mut Captures) -> bool {
+        let (host_toks, path_toks) = self
+            .tokens
+            .split_at(self.host_tokens.min(self.tokens.len()));
+        if !self.ends_fit(path_toks, path) {
+            return false;
+        }
+        if self.absolute {
+            let Some(host) = host else { return false };
+            if !match_part(host_toks, self.source, host, b'.', true, caps) {
+                return false;
+            }
+        }
+        match_part(path_toks, self.source, path, b'/', false, caps)
+    }
+
+    /// A quick necessary condition: the literal text at either end of the
+    /// path part (a literal or separator token) is at that end of `path`.
+    /// Most patterns that do not match are rejected here, before a segment
+    /// is split.
+    #[inline]
+    fn ends_fit(&self, path_toks: &[T], path: &str) -> bool {
+        let fixed = |t: &T| matches!(t.kind(), TokenKind::Literal | TokenKind::Separator);
+        if let Some(last) = path_toks.last().filter(|t| fixed(t)) {
+            if !path.as_bytes().ends_with(self.text(last).as_bytes()) {
+                return false;
+            }
+        }
+        match path_toks {
+            [first, second, ..] if fixed(first) && fixed(second) => {
+                let (a, b) = (self.text(first).len(), self.text(second).len());
+                path.as_bytes().get(a..a + b) == Some(self.text(second).as_bytes())
+            }
+            _ => true,
+        }
+    }
+
+    /// See [`Pattern::capture`].
+    pub fn capture<'i>(
+        &self,
+        slot: usize,
+        host: Option<&'i str>,
+        path: &'i str,
+        caps: &Captures,
+    ) -> Option<&'i [u8]> {
+        capture_text(slot, host, path, caps)
+    }
+
+    /// See [`Pattern::substitute`].
     pub fn substitute(
         &self,
         template: &str,
@@ -320,11 +565,14 @@ impl Pattern {
                         .position(|b| !is_word(*b))
                         .unwrap_or(bytes.len() - i - 1);
                 let name = template.get(i + 1..name_end).unwrap_or("");
-                if let Some(slot) =
-                    (0..self.names.len()).find(|&s| self.capture_name(s) == Some(name))
-                {
+                let slot = self
+                    .tokens
+                    .iter()
+                    .find(|t| t.kind().is_capture() && self.capture_token_name(t) == name)
+                    .map(|t| usize::from(t.slot()));
+                if let Some(slot) = slot {
                     out.push_str(template.get(copied..i).unwrap_or(""));
-                    if let Some(value) = self.capture(slot, host, path, caps) {
+                    if let Some(value) = capture_text(slot, host, path, caps) {
                         escape.push(value, out);
                     }
                     copied = name_end;
@@ -336,6 +584,17 @@ impl Pattern {
         }
         out.push_str(template.get(copied..).unwrap_or(""));
     }
+}
+
+fn capture_text<'i>(
+    slot: usize,
+    host: Option<&'i str>,
+    path: &'i str,
+    caps: &Captures,
+) -> Option<&'i [u8]> {
+    let c = caps.get(slot)?;
+    let src = if c.in_host { host? } else { path };
+    src.as_bytes().get(c.start as usize..c.end as usize)
 }
 
 /// How captured text is escaped when substituted.
@@ -396,8 +655,10 @@ fn name_in(source: &str, (s, e): (u32, u32)) -> &str {
     }
 }
 
-fn source_slice<'a>(source: &'a str, t: &Token) -> &'a str {
-    source.get(t.start as usize..t.end as usize).unwrap_or("")
+fn source_slice<'a, T: PatternToken>(source: &'a str, t: &T) -> &'a str {
+    source
+        .get(t.start() as usize..t.end() as usize)
+        .unwrap_or("")
 }
 
 /// Undoes the lower-casing of placeholder names in the host we just copied.
@@ -508,8 +769,8 @@ fn tokenize(
 }
 
 /// Matches one part (host or path) of a pattern against `input`.
-fn match_part(
-    toks: &[Token],
+fn match_part<T: PatternToken>(
+    toks: &[T],
     src: &str,
     input: &str,
     sep: u8,
@@ -518,8 +779,8 @@ fn match_part(
 ) -> bool {
     let ib = input.as_bytes();
     let n_sep = ib.iter().filter(|&&b| b == sep).count();
-    let is_sep = |t: &Token| t.kind == TokenKind::Separator;
-    let Some(si) = toks.iter().position(|t| t.kind == TokenKind::Splat) else {
+    let is_sep = |t: &T| t.kind() == TokenKind::Separator;
+    let Some(si) = toks.iter().position(|t| t.kind() == TokenKind::Splat) else {
         if toks.iter().filter(|t| is_sep(t)).count() != n_sep {
             return false;
         }
@@ -593,7 +854,7 @@ fn match_part(
     if !match_segment(&toks[tok_pos..=si], src, head, in_pos, in_host, caps) {
         return false;
     }
-    let slot = usize::from(toks[si].slot);
+    let slot = usize::from(toks[si].slot());
     let splat_start = caps.get(slot).map_or(0, |c| c.start);
     let tail = input.get(last + 1..in_end).unwrap_or("");
     if !match_segment(&toks[si..tok_end], src, tail, last + 1, in_host, caps) {
@@ -613,8 +874,8 @@ fn back_one_char(text: &str, end: usize) -> Option<usize> {
 /// Matches separator-free tokens against one separator-free segment,
 /// anchored at both ends, placing literals right-most first (see module
 /// docs for why that equals greedy regex semantics).
-fn match_segment(
-    toks: &[Token],
+fn match_segment<T: PatternToken>(
+    toks: &[T],
     src: &str,
     text: &str,
     base: usize,
@@ -635,7 +896,7 @@ fn match_segment(
         }
     };
     for (i, t) in toks.iter().enumerate().rev() {
-        match t.kind {
+        match t.kind() {
             TokenKind::Literal => {
                 let lit = source_slice(src, t);
                 match pending.take() {
@@ -689,8 +950,8 @@ fn match_segment(
                     set(slot, p, right);
                     right = p;
                 }
-                let min = usize::from(t.kind == TokenKind::Placeholder);
-                pending = Some((t.slot, min));
+                let min = usize::from(t.kind() == TokenKind::Placeholder);
+                pending = Some((t.slot(), min));
             }
             TokenKind::Separator => return false,
         }

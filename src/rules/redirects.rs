@@ -42,7 +42,7 @@ use crate::config::HtmlHandling;
 
 use super::pattern::{
     find_control, has_placeholder, normalize_url, resolve_dot_segments, utf16_len_capped, Capture,
-    Escape, Pattern, Warning, MAX_CAPTURES, MAX_LINE_LENGTH,
+    Captures, Escape, Pattern, PatternRef, PatternToken, Warning, MAX_CAPTURES, MAX_LINE_LENGTH,
 };
 
 /// Most static rules Cloudflare keeps.
@@ -151,20 +151,51 @@ impl RedirectRules {
             .dynamics
             .iter()
             .find(|r| r.pattern.matches(None, raw_path, &mut caps))?;
-        let mut target = String::with_capacity(rule.redirect.to.len() + raw_path.len());
-        rule.pattern.substitute(
+        Some(dynamic_outcome(
+            rule.pattern.view(),
+            rule.redirect.status,
             &rule.redirect.to,
-            None,
             raw_path,
             &caps,
-            Escape::Location,
-            &mut target,
-        );
-        if !has_scheme(&target) {
-            target = collapse_slashes(&target);
-        }
-        Some(build_outcome(rule.redirect.status, &target, query, origin))
+            query,
+            origin,
+        ))
     }
+}
+
+/// The outcome of a dynamic rule whose `pattern` matched `raw_path` (leaving
+/// `caps`): `to` with the captures substituted, slashes collapsed unless it
+/// has a scheme, then resolved like a static target.
+pub fn dynamic_outcome<T: PatternToken>(
+    pattern: PatternRef<'_, T>,
+    status: u16,
+    to: &str,
+    raw_path: &str,
+    caps: &Captures,
+    query: Option<&str>,
+    origin: Option<&str>,
+) -> RedirectOutcome {
+    let mut target = String::with_capacity(to.len() + raw_path.len());
+    pattern.substitute(to, None, raw_path, caps, Escape::Location, &mut target);
+    if !has_scheme(&target) {
+        target = collapse_slashes(&target);
+    }
+    build_outcome(status, &target, query, origin)
+}
+
+/// The outcome of a static rule: see [`Redirect::outcome`].
+pub fn static_outcome(
+    status: u16,
+    to: &str,
+    query: Option<&str>,
+    origin: Option<&str>,
+) -> RedirectOutcome {
+    build_outcome(status, to, query, origin)
+}
+
+/// Whether `status` is one a `_redirects` rule may have.
+pub fn is_permitted_status(status: u16) -> bool {
+    PERMITTED_STATUSES.contains(&status)
 }
 
 impl Redirect {
