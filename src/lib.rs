@@ -8,6 +8,7 @@
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod diff;
 pub mod format;
 pub mod route;
 pub mod rules;

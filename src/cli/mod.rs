@@ -2,6 +2,7 @@
 //! errors bubble up as `anyhow` and become exit 2 in `main`.
 
 pub mod build;
+pub mod diff;
 pub mod extract;
 pub mod inspect;
 pub mod map;
@@ -36,6 +37,8 @@ pub enum Command {
     Serve(serve::Args),
     /// Write a bundle's files back into a directory, byte for byte.
     Extract(extract::Args),
+    /// Compare two bundles: what a deploy changes.
+    Diff(diff::Args),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -47,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Extract(a) => extract::run(a),
         Command::Resolve(a) => resolve::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Diff(a) => diff::run(a),
         Command::Publish(a) => publish::run(a),
     }
 }
