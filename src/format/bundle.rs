@@ -81,6 +81,11 @@ pub struct Bundle<B> {
     /// Blob bytes live in `[HEADER_LEN, index_start)`.
     index_start: usize,
     rules: RuleIndex,
+    /// The whole STRINGS section is UTF-8 (what our writer produces), so a
+    /// string reference is valid iff it is in bounds and both its ends fall
+    /// on character boundaries: `open` then checks 700,000 references
+    /// without decoding each one.
+    strings_utf8: bool,
 }
 
 /// Which indexed rule set a rule-index lookup is for.
@@ -280,6 +285,7 @@ impl<B: AsRef<[u8]>> Bundle<B> {
             max_probes: 0,
             index_start: index.start,
             rules: RuleIndex::default(),
+            strings_utf8: false,
         };
         b.validate()?;
         Ok(b)
@@ -287,6 +293,7 @@ impl<B: AsRef<[u8]>> Bundle<B> {
 
     /// Checks every record's references so lookups can trust them. O(index).
     fn validate(&mut self) -> Result<(), FormatError> {
+        self.strings_utf8 = std::str::from_utf8(self.section(&self.s.strings)).is_ok();
         let bytes = self.data.as_ref();
         let strings_len = self.s.strings.len();
         let check_str = |r: &StrRef, what: &str| -> Result<(), FormatError> {
@@ -683,10 +690,20 @@ impl<B: AsRef<[u8]>> Bundle<B> {
     /// Whether `r` is in bounds and UTF-8 (what `check_str` tests, without
     /// a message).
     fn str_ok(&self, r: &StrRef) -> bool {
+        let sec = self.section(&self.s.strings);
         let start = r.offset.get() as usize;
-        self.section(&self.s.strings)
-            .get(start..start.saturating_add(r.len.get() as usize))
-            .is_some_and(|b| std::str::from_utf8(b).is_ok())
+        let Some(end) = start.checked_add(r.len.get() as usize) else {
+            return false;
+        };
+        if self.strings_utf8 {
+            // A UTF-8 continuation byte is 0b10xx_xxxx, i.e. < -0x40 as i8.
+            let boundary =
+                |i: usize| i == sec.len() || sec.get(i).is_some_and(|&b| (b as i8) >= -0x40);
+            end <= sec.len() && boundary(start) && boundary(end)
+        } else {
+            sec.get(start..end)
+                .is_some_and(|b| std::str::from_utf8(b).is_ok())
+        }
     }
 
     fn str(&self, r: &StrRef) -> &str {
