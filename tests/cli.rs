@@ -209,3 +209,56 @@ fn inspect_lists_assets_and_verify_exit_codes() {
         Some(2)
     );
 }
+
+/// `resolve` addresses its request to `--origin` (default
+/// `https://example.com`, the conformance corpus's host): host-scoped
+/// `_headers` rules and same-origin absolute `_redirects` targets follow it,
+/// and a `Host` header replaces its host.
+#[test]
+fn resolve_origin_decides_host_rules_and_same_origin_redirects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dist = tmp.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("page.html"), "<p>page</p>").unwrap();
+    std::fs::write(
+        dist.join("_headers"),
+        "https://example.com/*\n  X-Host-Rule: 1\nhttps://:sub.test/*\n  X-Sub: :sub\n",
+    )
+    .unwrap();
+    std::fs::write(dist.join("_redirects"), "/a https://example.com/b 301\n").unwrap();
+    let b = tmp.path().join("s.pack");
+    let (d, b) = (dist.to_str().unwrap(), b.to_str().unwrap());
+    let o = sitepack(&["build", d, "-o", b, "--compression", "fast", "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let r = json(&sitepack(&["resolve", b, "/page"]));
+    assert_eq!(r["headers"]["x-host-rule"], "1", "{r}");
+    assert!(r["headers"].get("x-sub").is_none(), "{r}");
+    let r = json(&sitepack(&["resolve", b, "/a?z=9"]));
+    assert_eq!(
+        (r["status"].clone(), r["location"].clone()),
+        (301.into(), "/b?z=9".into())
+    );
+
+    let r = json(&sitepack(&[
+        "resolve",
+        b,
+        "/page",
+        "--origin",
+        "http://docs.test:8080",
+    ]));
+    assert!(r["headers"].get("x-host-rule").is_none(), "{r}");
+    assert_eq!(r["headers"]["x-sub"], "docs", "{r}");
+    let r = json(&sitepack(&[
+        "resolve",
+        b,
+        "/a",
+        "-H",
+        "Host: other.example",
+    ]));
+    assert_eq!(r["location"], "https://example.com/b", "{r}");
+
+    let o = sitepack(&["resolve", b, "/page", "--origin", "example.com/x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--origin"));
+}

@@ -22,6 +22,26 @@ pub struct Args {
     /// The deployment has a Worker (upstream or Rust callback).
     #[arg(long)]
     pub worker: bool,
+    /// The origin the request is addressed to (scheme and host): it decides
+    /// host-scoped `_headers` rules and which absolute `_redirects` targets
+    /// are same-origin. A `-H "Host: ..."` header replaces its host.
+    #[arg(long, default_value = "https://example.com", value_name = "URL")]
+    pub origin: String,
+}
+
+/// Splits `scheme://host[:port]` into scheme and authority; anything else
+/// is a usage error, named.
+fn parse_origin(origin: &str) -> anyhow::Result<(&str, &str)> {
+    let (scheme, authority) = origin
+        .trim_end_matches('/')
+        .split_once("://")
+        .filter(|(s, a)| {
+            matches!(*s, "http" | "https") && !a.is_empty() && !a.contains(['/', '?', '#', '@'])
+        })
+        .with_context(|| {
+            format!("--origin {origin:?} is not an origin like https://example.com")
+        })?;
+    Ok((scheme, authority))
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -41,10 +61,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let inm = get("if-none-match");
     let sfm = get("sec-fetch-mode");
     let ae = get("accept-encoding");
-    // `serve` speaks plain HTTP, so that is the origin a Host names.
-    let origin = get("host").map(|h| format!("http://{h}"));
+    let (scheme, default_host) = parse_origin(&args.origin)?;
+    let host = get("host").unwrap_or_else(|| default_host.to_string());
+    let origin = format!("{scheme}://{host}");
     let req = RequestHead {
-        origin: origin.as_deref(),
+        origin: Some(&origin),
         method: &args.method,
         target: args.target.as_bytes(),
         if_none_match: inm.as_deref().map(str::as_bytes),
@@ -120,9 +141,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 }
             }
         }
-        let host = get("host");
-        let host = host.as_deref().map(|h| h.split(':').next().unwrap_or(h));
-        router.apply_headers(host, scratch.raw_path(), &mut map);
+        // The port is not part of a rule's host, as in `serve`.
+        let hostname = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host.as_str(),
+        };
+        router.apply_headers(Some(hostname), scratch.raw_path(), &mut map);
         out_headers.clear();
         for name in map.keys() {
             let joined: Vec<String> = map
