@@ -206,8 +206,17 @@ pub fn canonicalize<'a>(raw_target: &[u8], scratch: &'a mut Scratch) -> Result<T
 
     scratch.raw_path.clear();
     scratch.decoded.clear();
-    whatwg_path(path, &mut scratch.raw_path)?;
-    decode_path(&scratch.raw_path, &mut scratch.decoded)?;
+    let plain = is_plain_path(path);
+    if plain {
+        // What the general steps below produce for such a path, byte for
+        // byte (the unit test `plain_fast_path_equals_general_steps` checks
+        // it): nothing to normalise, escape or decode.
+        scratch.raw_path.extend_from_slice(path);
+        scratch.decoded.extend_from_slice(path);
+    } else {
+        whatwg_path(path, &mut scratch.raw_path)?;
+        decode_path(&scratch.raw_path, &mut scratch.decoded)?;
+    }
     let path_len = scratch.decoded.len();
     push_query(query, &mut scratch.decoded);
 
@@ -226,8 +235,29 @@ pub fn canonicalize<'a>(raw_target: &[u8], scratch: &'a mut Scratch) -> Result<T
         path,
         raw_path,
         query,
-        is_canonical: is_canonical_encoding(path, raw_path),
+        is_canonical: plain || is_canonical_encoding(path, raw_path),
     })
+}
+
+/// Whether `path` (starting with `/`) is already in canonical form: only `/`
+/// and `encodeURIComponent`-unreserved bytes, no empty segment inside (`//`)
+/// and no dot segment. Most request paths are; they skip the per-byte
+/// normalise-and-decode passes.
+fn is_plain_path(path: &[u8]) -> bool {
+    let mut segment_start = 0;
+    for (i, &b) in path.iter().enumerate() {
+        if b == b'/' {
+            let segment = path.get(segment_start..i).unwrap_or_default();
+            if i > 0 && matches!(segment, b"" | b"." | b"..") {
+                return false;
+            }
+            segment_start = i + 1;
+        } else if !is_uri_component_unreserved(b) {
+            return false;
+        }
+    }
+    let last = path.get(segment_start..).unwrap_or_default();
+    !matches!(last, b"." | b"..")
 }
 
 /// Appends the `Location` value for a redirect to `decoded_target` (a decoded
@@ -465,6 +495,42 @@ fn push_escape_str(b: u8, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The general normalise-and-decode steps, without the fast path.
+    fn general(path: &[u8]) -> Option<(Vec<u8>, Vec<u8>, bool)> {
+        let (mut raw, mut decoded) = (Vec::new(), Vec::new());
+        whatwg_path(path, &mut raw).ok()?;
+        decode_path(&raw, &mut decoded).ok()?;
+        let canonical = is_canonical_encoding(
+            std::str::from_utf8(&decoded).ok()?,
+            std::str::from_utf8(&raw).ok()?,
+        );
+        Some((raw, decoded, canonical))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_fast_path_equals_general_steps(
+            path in "/[a/.%~()2eE-]{0,12}"
+        ) {
+            let p = path.as_bytes();
+            if is_plain_path(p) {
+                proptest::prop_assert_eq!(general(p), Some((p.to_vec(), p.to_vec(), true)));
+            }
+        }
+    }
+
+    #[test]
+    fn plain_path_classification() {
+        for p in ["/", "/a", "/a/", "/a.b/c-d_e~f", "/.well-known/x", "/a/..b"] {
+            assert!(is_plain_path(p.as_bytes()), "{p}");
+        }
+        for p in [
+            "//", "/a//b", "/.", "/..", "/a/./b", "/a/../", "/%41", "/a:b", "/é",
+        ] {
+            assert!(!is_plain_path(p.as_bytes()), "{p}");
+        }
+    }
 
     fn canon(raw: &str) -> Result<(String, String, String, bool), Reject> {
         let mut scratch = Scratch::new();
