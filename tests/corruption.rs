@@ -332,6 +332,20 @@ fn resigned_hostile_records_are_refused_naming_the_field() {
         &|m| edit::<TableRecord>(m, section::TABLE, 0, |t| t.max_probes.set(0)),
         "probe",
     );
+    // A probe bound past the format's 16 (even within the slot count) would
+    // let a re-signed bundle turn every miss into a scan of the table.
+    case(
+        &|m| {
+            edit::<TableRecord>(m, section::TABLE, 0, |t| {
+                assert!(
+                    t.slot_count.get() > 17,
+                    "the test needs a table of > 17 slots"
+                );
+                t.max_probes.set(17)
+            })
+        },
+        "probe",
+    );
     case(
         &|m| edit::<SlotRecord>(m, section::SLOTS, 0, |s| s.route.set(1 << 30)),
         "slot",

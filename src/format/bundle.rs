@@ -429,7 +429,7 @@ impl<B: AsRef<[u8]>> Bundle<B> {
         let slot_count = table.slot_count.get();
         if !slot_count.is_power_of_two()
             || table.max_probes.get() == 0
-            || table.max_probes.get() > slot_count
+            || table.max_probes.get() > slot_count.min(MAX_PROBES)
         {
             return Err(corrupt("route table: bad slot count or probe bound"));
         }

@@ -124,6 +124,12 @@ pub const MAX_ANCHOR_DEPTH: u32 = 63;
 /// Sentinel for "no asset" in `u32` asset references.
 pub const NO_ASSET: u32 = u32::MAX;
 
+/// Lookups stop after at most this many slots: the builder searches seeds,
+/// then doubles the table, until every key sits within the bound, and a
+/// reader refuses a table that claims more (a hostile bundle cannot turn a
+/// lookup into a scan of the table).
+pub const MAX_PROBES: u32 = 16;
+
 /// The first bytes of every bundle.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]

@@ -58,9 +58,7 @@ pub struct BundleSpec {
     pub redirects_text: Option<String>,
 }
 
-/// Lookups stop after at most this many slots. The builder searches seeds,
-/// then doubles the table, until every key sits within the bound.
-pub const MAX_PROBES: u32 = 16;
+pub use super::layout::MAX_PROBES;
 
 #[derive(Default)]
 struct Strings {
