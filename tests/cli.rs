@@ -262,3 +262,50 @@ fn resolve_origin_decides_host_rules_and_same_origin_redirects() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--origin"));
 }
+
+/// `resolve` prints the response `serve` builds: the chosen
+/// representation's own ETag, 304 for a variant's validator, Range, and the
+/// 405's `Allow`.
+#[test]
+fn resolve_answers_as_serve_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = demo(tmp.path(), &[]);
+    let js = "/assets/app.3f9a1c.js";
+    let r = json(&sitepack(&["resolve", &b, js, "-H", "Accept-Encoding: br"]));
+    assert_eq!(r["encoding"], "br", "{r}");
+    let br_etag = r["headers"]["etag"].as_str().unwrap().to_string();
+    assert!(br_etag.ends_with("-br\""), "{br_etag}");
+    assert_eq!(r["headers"]["content-encoding"], "br");
+    assert_eq!(r["headers"]["vary"], "Accept-Encoding");
+    assert_eq!(
+        r["headers"]["cache-control"], "public, max-age=31536000, immutable",
+        "_headers applies"
+    );
+
+    let inm = format!("If-None-Match: {br_etag}");
+    let r = json(&sitepack(&["resolve", &b, js, "-H", &inm]));
+    assert_eq!(r["status"], 304, "{r}");
+
+    let r = json(&sitepack(&["resolve", &b, js, "-H", "Range: bytes=0-9"]));
+    assert_eq!(r["status"], 206, "{r}");
+    assert_eq!(r["encoding"], "identity");
+    assert!(r["headers"]["content-range"]
+        .as_str()
+        .unwrap()
+        .starts_with("bytes 0-9/"));
+    assert_eq!(r["headers"]["content-length"], "10");
+    let r = json(&sitepack(&[
+        "resolve",
+        &b,
+        js,
+        "-H",
+        "Range: bytes=999999-",
+    ]));
+    assert_eq!(r["status"], 416, "{r}");
+
+    let r = json(&sitepack(&["resolve", &b, "/about", "-X", "DELETE"]));
+    assert_eq!(r["status"], 405, "{r}");
+    assert_eq!(r["headers"]["allow"], "GET, HEAD");
+    let o = sitepack(&["resolve", &b, "/about", "-X", "BAD METHOD"]);
+    assert_eq!(o.status.code(), Some(2));
+}

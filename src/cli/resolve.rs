@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use crate::format::layout::encoding;
-use crate::route::{conditional, negotiate, Outcome, RequestHead, Router, Scratch};
+use crate::route::{Outcome, RequestHead, Scratch};
+use crate::serve::{respond, Site};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -46,7 +46,9 @@ fn parse_origin(origin: &str) -> anyhow::Result<(&str, &str)> {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let bundle = super::map::open(&args.bundle)?;
-    let router = Router::new(bundle).with_context(|| format!("{}", args.bundle.display()))?;
+    let site = Site::from_bundle(bundle).with_context(|| format!("{}", args.bundle.display()))?;
+    let site = std::sync::Arc::new(site);
+    let router = &site.router;
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for h in &args.headers {
         let Some((name, value)) = h.split_once(':') else {
@@ -60,13 +62,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let get = |n: &str| headers.get(n).map(|v| v.join(", "));
     let inm = get("if-none-match");
     let sfm = get("sec-fetch-mode");
-    let ae = get("accept-encoding");
+    let (ae, range, if_range) = (get("accept-encoding"), get("range"), get("if-range"));
     let (scheme, default_host) = parse_origin(&args.origin)?;
     let host = get("host").unwrap_or_else(|| default_host.to_string());
     let origin = format!("{scheme}://{host}");
+    let method = http::Method::from_bytes(args.method.as_bytes())
+        .with_context(|| format!("-X {:?} is not an HTTP method", args.method))?;
     let req = RequestHead {
         origin: Some(&origin),
-        method: &args.method,
+        method: method.as_str(),
         target: args.target.as_bytes(),
         if_none_match: inm.as_deref().map(str::as_bytes),
         sec_fetch_mode: sfm.as_deref().map(str::as_bytes),
@@ -75,87 +79,55 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let mut scratch = Scratch::new();
     let outcome = router.resolve(&req, args.worker, &mut scratch);
-    let outcome_takes_rules = outcome.takes_header_rules();
-    let mut out_headers = serde_json::Map::new();
     let mut doc = json!({
         "status": null, "asset": null, "location": null, "encoding": "identity",
         "worker": false, "worker_first": false,
     });
     match outcome {
-        Outcome::Rejected { status, reason } => {
-            doc["status"] = json!(status);
-            doc["reason"] = json!(reason);
-        }
         Outcome::Worker { worker_first } => {
             doc["worker"] = json!(true);
             doc["worker_first"] = json!(worker_first);
+            doc["headers"] = json!({});
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            return Ok(0);
         }
-        Outcome::Redirect { status } => {
-            doc["status"] = json!(status);
-            doc["location"] = json!(scratch.location());
-            out_headers.insert("location".into(), json!(scratch.location()));
-        }
-        Outcome::MethodNotAllowed => doc["status"] = json!(405),
-        Outcome::NotFound => doc["status"] = json!(404),
-        Outcome::Asset {
-            asset,
-            status,
-            not_modified,
-            cache_control,
-        } => {
-            let b = router.bundle();
-            let codes: Vec<u8> = b.variants(asset.blob).filter_map(|v| v.encoding).collect();
-            let chosen = negotiate::choose(ae.as_deref().map(str::as_bytes), codes.iter().copied());
-            doc["status"] = json!(if not_modified { 304 } else { status });
-            doc["asset"] = json!(asset.path);
-            if let Some(code) = chosen {
-                let name = encoding::name(code).unwrap_or("identity");
-                doc["encoding"] = json!(name);
-                out_headers.insert("content-encoding".into(), json!(name));
-            }
-            if !codes.is_empty() {
-                out_headers.insert("vary".into(), json!("Accept-Encoding"));
-            }
-            if let Some(ct) = asset.content_type {
-                out_headers.insert("content-type".into(), json!(ct));
-            }
-            let etag = conditional::etag_value(&asset.etag);
-            out_headers.insert("etag".into(), json!(String::from_utf8_lossy(&etag)));
-            if cache_control {
-                out_headers.insert(
-                    "cache-control".into(),
-                    json!("public, max-age=0, must-revalidate"),
-                );
-            }
-        }
+        Outcome::Rejected { reason, .. } => doc["reason"] = json!(reason),
+        Outcome::Redirect { .. } => doc["location"] = json!(scratch.location()),
+        Outcome::Asset { asset, .. } => doc["asset"] = json!(asset.path),
+        Outcome::MethodNotAllowed | Outcome::NotFound => {}
     }
-    if outcome_takes_rules {
-        let mut map = http::HeaderMap::new();
-        for (k, v) in &out_headers {
-            if let (Ok(n), Some(v)) = (
-                http::header::HeaderName::from_bytes(k.as_bytes()),
-                v.as_str(),
-            ) {
-                if let Ok(v) = http::HeaderValue::from_str(v) {
-                    map.insert(n, v);
-                }
-            }
-        }
+    // The response itself is built by the server's code, so what this
+    // prints is what `serve` sends (representation, validators, Range).
+    let info = respond::RequestInfo {
+        method: &method,
+        accept_encoding: ae.as_deref().map(str::as_bytes),
+        range: range.as_deref().map(str::as_bytes),
+        if_range: if_range.as_deref().map(str::as_bytes),
+        if_none_match: inm.as_deref().map(str::as_bytes),
+    };
+    let takes_rules = outcome.takes_header_rules();
+    let mut resp = respond::respond(&site, outcome, scratch.location(), &info);
+    if takes_rules {
         // The port is not part of a rule's host, as in `serve`.
         let hostname = match host.rsplit_once(':') {
             Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
             _ => host.as_str(),
         };
-        router.apply_headers(Some(hostname), scratch.raw_path(), &mut map);
-        out_headers.clear();
-        for name in map.keys() {
-            let joined: Vec<String> = map
-                .get_all(name)
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .collect();
-            out_headers.insert(name.as_str().to_string(), json!(joined.join(", ")));
-        }
+        router.apply_headers(Some(hostname), scratch.raw_path(), resp.headers_mut());
+    }
+    doc["status"] = json!(resp.status().as_u16());
+    let map = resp.headers();
+    if let Some(enc) = map.get(http::header::CONTENT_ENCODING) {
+        doc["encoding"] = json!(String::from_utf8_lossy(enc.as_bytes()));
+    }
+    let mut out_headers = serde_json::Map::new();
+    for name in map.keys() {
+        let joined: Vec<String> = map
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        out_headers.insert(name.as_str().to_string(), json!(joined.join(", ")));
     }
     doc["headers"] = serde_json::Value::Object(out_headers);
     println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -46,6 +46,17 @@ pub struct Site {
 }
 
 impl Site {
+    /// A site over an opened bundle (no `verify`: `resolve` reads a few
+    /// records, it does not serve every blob).
+    pub(crate) fn from_bundle(
+        bundle: Bundle<BundleBytes>,
+    ) -> Result<Site, crate::rules::worker_first::RulesError> {
+        Ok(Site {
+            router: Router::new(bundle)?,
+            source: None,
+        })
+    }
+
     /// Loads and fully validates a bundle file (`open`, then `verify`).
     pub fn load(path: &Path, in_memory: bool) -> anyhow::Result<Site> {
         let source = reload::FileId::of(path).ok();
