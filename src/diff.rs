@@ -363,6 +363,8 @@ fn compare<A: AsRef<[u8]>, B: AsRef<[u8]>>(old: &Side<'_, A>, new: &Side<'_, B>)
     let mut removed: Vec<Entry<'_>> = Vec::new();
     // NEW blobs whose content may be new to OLD: those of modified keys.
     let mut modified_blobs: Vec<u32> = Vec::new();
+    let mut recompressed: std::collections::HashSet<u32> = Default::default();
+    let mut variant_upload = Upload::default();
     let mut oi = ob.assets().peekable();
     let mut ni = nb.assets().peekable();
     loop {
@@ -387,6 +389,16 @@ fn compare<A: AsRef<[u8]>, B: AsRef<[u8]>>(old: &Side<'_, A>, new: &Side<'_, B>)
                 if let (Some(o), Some(n)) = (oi.next(), ni.next()) {
                     if ob.blob_hash(o.blob) == nb.blob_hash(n.blob) {
                         c.unchanged += 1;
+                        // Same content, maybe compressed anew (another
+                        // --compression): variants OLD lacks are uploaded.
+                        let mut up = Upload::default();
+                        new_variants(ob, o.blob, nb, n.blob, &mut up);
+                        // A blob shared by several paths is sent once; the
+                        // set holds only blobs with new variants.
+                        if up.variants > 0 && recompressed.insert(n.blob) {
+                            variant_upload.variants += up.variants;
+                            variant_upload.bytes += up.bytes;
+                        }
                     } else {
                         c.modified.push(Modified {
                             path: n.path.to_string(),
@@ -414,6 +426,8 @@ fn compare<A: AsRef<[u8]>, B: AsRef<[u8]>>(old: &Side<'_, A>, new: &Side<'_, B>)
             .map(|(e, _)| e.blob)
             .chain(modified_blobs),
     );
+    c.upload.variants += variant_upload.variants;
+    c.upload.bytes += variant_upload.bytes;
     let sized = |e: &Entry<'_>| PathSize {
         path: e.path.to_string(),
         size: e.size,
@@ -504,6 +518,23 @@ fn take(list: Option<&mut VecDeque<usize>>, paired: &mut [bool]) -> Option<usize
 
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Adds to `up` the variants of NEW's `new_blob` whose bytes OLD's
+/// `old_blob` (the same content) does not store.
+fn new_variants<A: AsRef<[u8]>, B: AsRef<[u8]>>(
+    old: &Bundle<A>,
+    old_blob: u32,
+    new: &Bundle<B>,
+    new_blob: u32,
+    up: &mut Upload,
+) {
+    for v in new.variants(new_blob) {
+        if !old.variants(old_blob).any(|o| o.hash == v.hash) {
+            up.variants += 1;
+            up.bytes += v.bytes.len() as u64;
+        }
+    }
 }
 
 /// The blobs among `candidates` (NEW blob indexes) whose hash no OLD blob

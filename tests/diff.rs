@@ -92,6 +92,16 @@ impl Work {
     /// Writes `files` (path, content) as tree `name` and builds it into
     /// `name.pack`.
     fn pack(&self, name: &str, files: &[(&str, &str)], config: &Config) -> PathBuf {
+        self.pack_with(name, files, config, Compression::Fast)
+    }
+
+    fn pack_with(
+        &self,
+        name: &str,
+        files: &[(&str, &str)],
+        config: &Config,
+        compression: Compression,
+    ) -> PathBuf {
         let root = self.dir.path().join(name);
         for (f, content) in files {
             let p = root.join(f.trim_start_matches('/'));
@@ -104,7 +114,7 @@ impl Work {
             root,
             output: out.clone(),
             config: config.clone(),
-            compression: Compression::Fast,
+            compression,
             walk: WalkOptions::default(),
         };
         build(&opts, &()).unwrap_or_else(|e| panic!("build {name}: {e}"));
@@ -246,6 +256,47 @@ fn identical_bundles_exit_0_with_empty_lists() {
     );
     // The same bundle against itself.
     assert_eq!(run(&[], &a, &a).code, 0);
+}
+
+/// The same files compressed anew (another `--compression`): no asset
+/// changed, but the variants OLD lacks are in the upload plan, so the
+/// bundles are not identical.
+#[test]
+fn recompressed_variants_are_uploaded_without_changing_assets() {
+    let w = Work::new();
+    let text = "the quick brown fox jumps over the lazy dog. ".repeat(400);
+    let files = [("/a.html", text.as_str()), ("/copy.html", text.as_str())];
+    let cfg = Config::default();
+    let old = w.pack_with("old", &files, &cfg, Compression::Fast);
+    let new = w.pack_with("new", &files, &cfg, Compression::Max);
+    let c = changes(&old, &new);
+    only(&c, &[]);
+    assert_eq!(c.unchanged, 2);
+    assert_eq!(c.upload.blobs, 0);
+    assert_eq!(c.upload.identity_bytes, 0);
+    let nb = open(&new);
+    let blob = nb.asset(0).unwrap().blob;
+    let stored: Vec<_> = nb.variants(blob).collect();
+    let ob = open(&old);
+    let fresh: Vec<_> = stored
+        .iter()
+        .filter(|v| {
+            !ob.variants(ob.asset(0).unwrap().blob)
+                .any(|o| o.hash == v.hash)
+        })
+        .collect();
+    assert!(
+        !fresh.is_empty(),
+        "max must store some other variant than fast"
+    );
+    // Two paths share the blob: its new variants are counted once.
+    assert_eq!(c.upload.variants, fresh.len() as u64);
+    assert_eq!(
+        c.upload.bytes,
+        fresh.iter().map(|v| v.bytes.len() as u64).sum::<u64>()
+    );
+    assert!(!c.identical);
+    assert_eq!(json_of(&old, &new).0, 1);
 }
 
 #[test]
