@@ -4,7 +4,10 @@
 //! first for typical text). q-values are honoured: `q=0` forbids a coding,
 //! `*` covers codings not listed, and `identity;q=0` (or `*;q=0` without an
 //! identity entry) means identity is not acceptable — we still send identity
-//! when no variant is acceptable, which RFC 9110 §12.5.3 allows instead of 406.
+//! when no variant is acceptable, which RFC 9110 §12.5.3 allows instead of 406
+//! (a 406 for a static file helps no client; nginx and tower-http do the
+//! same). An `identity` entry with a higher q than every stored coding gets
+//! identity; without one, compression is preferred.
 
 use crate::format::layout::encoding;
 
@@ -71,7 +74,23 @@ pub fn choose(accept_encoding: Option<&[u8]>, available: impl Iterator<Item = u8
             best = Some((q, rank, code));
         }
     }
-    best.map(|(_, _, code)| code)
+    let (q, _, code) = best?;
+    // A client that ranks identity above every stored coding gets identity;
+    // one that does not mention it prefers compression (RFC 9110 §12.5.3).
+    match quality_named(field, b"identity") {
+        Some(identity_q) if identity_q > q => None,
+        _ => Some(code),
+    }
+}
+
+/// The q-value the field gives `coding` by name (not through `*`).
+fn quality_named(field: &[u8], coding: &[u8]) -> Option<u16> {
+    field.split(|&b| b == b',').find_map(|member| {
+        let name = trim(member.split(|&b| b == b';').next().unwrap_or_default());
+        name.eq_ignore_ascii_case(coding)
+            .then(|| quality(member, coding))
+            .flatten()
+    })
 }
 
 #[cfg(test)]
@@ -98,5 +117,13 @@ mod tests {
         assert_eq!(pick("gzip;q=0, br;q=0, zstd;q=0"), None);
         assert_eq!(pick(""), None);
         assert_eq!(choose(Some(b"br"), [GZIP].into_iter()), None);
+        // identity ranked above every stored coding wins; equal or unranked
+        // identity leaves the compressed variant.
+        assert_eq!(pick("br;q=0.5, identity"), None);
+        assert_eq!(pick("gzip;q=0.4, identity;q=0.5"), None);
+        assert_eq!(pick("br, identity"), Some(BR));
+        assert_eq!(pick("br;q=0.5, identity;q=0.5"), Some(BR));
+        assert_eq!(pick("br;q=0.5, *;q=1"), Some(ZSTD));
+        assert_eq!(pick("br, identity;q=0"), Some(BR));
     }
 }
