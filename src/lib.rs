@@ -6,6 +6,7 @@
 //! resolutions over a bundle; `serve` puts resolutions on sockets.
 
 pub mod build;
+pub mod bundle_file;
 pub mod cli;
 pub mod config;
 pub mod diff;

@@ -41,7 +41,7 @@ const SHOWN: usize = 20;
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let open = |path: &PathBuf| -> anyhow::Result<_> {
-        let bundle = super::map::open(path)?;
+        let bundle = crate::bundle_file::open(path)?;
         Router::new(bundle).with_context(|| format!("{}", path.display()))
     };
     let old = open(&args.old)?;

@@ -26,7 +26,7 @@ fn safe_relative(key: &str) -> Option<PathBuf> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let bundle = super::map::open(&args.bundle)?;
+    let bundle = crate::bundle_file::open(&args.bundle)?;
     if args.dir.exists() {
         let mut rd = fs::read_dir(&args.dir)
             .with_context(|| format!("{}: cannot read", args.dir.display()))?;

@@ -37,7 +37,7 @@ struct EncodingJson {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let b = super::map::open(&args.bundle)?;
+    let b = crate::bundle_file::open(&args.bundle)?;
     let cfg = b.config();
     let mut encodings: BTreeMap<&str, EncodingJson> = BTreeMap::new();
     let mut blob_bytes = 0u64;

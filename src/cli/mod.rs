@@ -5,7 +5,6 @@ pub mod build;
 pub mod diff;
 pub mod extract;
 pub mod inspect;
-pub mod map;
 pub mod publish;
 pub mod resolve;
 pub mod serve;

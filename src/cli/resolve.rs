@@ -45,7 +45,7 @@ fn parse_origin(origin: &str) -> anyhow::Result<(&str, &str)> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let bundle = super::map::open(&args.bundle)?;
+    let bundle = crate::bundle_file::open(&args.bundle)?;
     let site = Site::from_bundle(bundle).with_context(|| format!("{}", args.bundle.display()))?;
     let site = std::sync::Arc::new(site);
     let router = &site.router;

@@ -10,7 +10,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let bytes = super::map::load(&args.bundle, false)?;
+    let bytes = crate::bundle_file::load(&args.bundle, false)?;
     let result = Bundle::open(bytes).and_then(|b| b.verify().map(|_| b));
     match result {
         Ok(b) => {

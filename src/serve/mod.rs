@@ -29,7 +29,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::cli::map::BundleBytes;
+use crate::bundle_file::{BundleBytes, OpenError};
 use crate::format::Bundle;
 use crate::route::{Outcome, RequestHead, Router, Scratch};
 pub use worker::{channel_body, Assets, BoxFuture, ClientAddr, Env, Upstream, Worker};
@@ -58,16 +58,30 @@ impl Site {
     }
 
     /// Loads and fully validates a bundle file (`open`, then `verify`).
-    pub fn load(path: &Path, in_memory: bool) -> anyhow::Result<Site> {
+    pub fn load(path: &Path, in_memory: bool) -> Result<Site, LoadError> {
         let source = reload::FileId::of(path).ok();
-        let bytes = crate::cli::map::load(path, in_memory)?;
-        let bundle = Bundle::open(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        bundle
-            .verify()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let router = Router::new(bundle).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let bytes = crate::bundle_file::load(path, in_memory)?;
+        let bundle = Bundle::open(bytes).map_err(|e| OpenError::format(path, e))?;
+        bundle.verify().map_err(|e| OpenError::format(path, e))?;
+        let router = Router::new(bundle).map_err(|error| LoadError::Rules {
+            path: path.to_path_buf(),
+            error,
+        })?;
         Ok(Site { router, source })
     }
+}
+
+/// Why a bundle could not be served; names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Only a bundle not written by sitepack has an invalid list.
+    #[error("{}: run_worker_first: {error}", path.display())]
+    Rules {
+        path: PathBuf,
+        error: crate::rules::worker_first::RulesError,
+    },
 }
 
 /// Access log formats.
@@ -104,7 +118,7 @@ impl State {
         in_memory: bool,
         worker: Option<Arc<dyn Worker>>,
         access_log: Option<AccessLog>,
-    ) -> anyhow::Result<Arc<State>> {
+    ) -> Result<Arc<State>, LoadError> {
         let site = Site::load(path, in_memory)?;
         Ok(Arc::new(State {
             site: ArcSwap::from_pointee(site),
