@@ -88,6 +88,7 @@ fn build(redirects: Option<String>, headers: Option<String>) -> Router<Vec<u8>> 
         routes,
         redirects_text: redirects,
         headers_text: headers,
+        ..BundleSpec::default()
     };
     let mut out = Cursor::new(Vec::new());
     write_bundle(&spec, &mut out).expect("write");

@@ -26,6 +26,23 @@ pub enum Compression {
     Max,
 }
 
+impl Compression {
+    /// Bumped whenever a level, window or threshold below changes what
+    /// `compress` produces: variants made under another policy are never
+    /// reused (`ConfigRecord::compression`).
+    pub const POLICY: u32 = 1;
+
+    /// The value stored in a bundle's `ConfigRecord::compression`.
+    pub fn policy_id(self) -> u32 {
+        let level = match self {
+            Compression::Fast => 1,
+            Compression::Default => 2,
+            Compression::Max => 3,
+        };
+        Self::POLICY << 8 | level
+    }
+}
+
 /// A variant is kept only when it is at least this many percent smaller than
 /// identity: below that the saved bytes do not pay for the extra
 /// representation (cache entries, negotiation, a second ETag).

@@ -151,6 +151,8 @@ pub struct BuildReport {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub encodings: std::collections::BTreeMap<String, EncodingStats>,
+    /// What `--reuse` took from the old bundle (zeros without it).
+    pub reused: Reused,
     pub warnings: Vec<Warning>,
 }
 
@@ -165,6 +167,19 @@ impl Progress for () {}
 
 /// The whole pipeline. On error nothing is written at `opts.output`.
 pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport, BuildError> {
+    build_reusing(opts, None, progress)
+}
+
+/// [`build`], taking the precompressed variants of every content that the
+/// bundle at `reuse` already holds under the same compression policy
+/// (`--reuse`). The output is byte-identical to a cold build. A `reuse`
+/// bundle that is missing, unreadable, corrupt or made under another policy
+/// only costs the reuse: a warning says why, and the build runs cold.
+pub fn build_reusing(
+    opts: &BuildOptions,
+    reuse: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<BuildReport, BuildError> {
     let out_dir = match opts.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -176,10 +191,77 @@ pub fn build(opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport
     walk_opts.output = Some(opts.output.clone());
     let mut set = walk::walk(&opts.root, &walk_opts)?;
     rule_warnings(&mut set, opts.config.html_handling);
-    let spec = assemble(&set, &opts.config, opts.compression, progress)?;
+    let old = reuse.and_then(|path| match Reuse::open(path, opts.compression) {
+        Ok(r) => Some(r),
+        Err(why) => {
+            set.warnings.push(Warning::path(
+                &escape_path(path.as_os_str()),
+                &format!("--reuse: {why}; building without it"),
+            ));
+            None
+        }
+    });
+    let (spec, reused) =
+        assemble_reusing(&set, &opts.config, opts.compression, old.as_ref(), progress)?;
     write::publish(&spec, &opts.output, check_written)?;
     progress.finish();
-    Ok(report(&spec, &opts.output, set.warnings))
+    let mut r = report(&spec, &opts.output, set.warnings);
+    r.reused = reused;
+    Ok(r)
+}
+
+/// The variants of an older bundle, by content hash, for `--reuse`.
+pub struct Reuse {
+    bundle: crate::format::Bundle<crate::bundle_file::BundleBytes>,
+    /// Content hash → blob, for blobs that the old build compressed (some
+    /// asset of theirs had a compressible type).
+    blobs: HashMap<[u8; 32], u32>,
+}
+
+impl Reuse {
+    /// Opens `path` for reuse by a build at `level`, or says why not.
+    pub fn open(path: &Path, level: Compression) -> Result<Reuse, String> {
+        let bundle = crate::bundle_file::open(path).map_err(|e| e.to_string())?;
+        let policy = bundle.compression_policy();
+        if policy != level.policy_id() {
+            return Err(format!(
+                "its variants were made under compression policy {policy:#x}, this build uses {:#x}",
+                level.policy_id()
+            ));
+        }
+        let mut blobs = HashMap::new();
+        for a in bundle.assets() {
+            if encode::compressible(a.content_type) {
+                if let Some(h) = bundle.blob_hash(a.blob) {
+                    blobs.insert(*h, a.blob);
+                }
+            }
+        }
+        Ok(Reuse { bundle, blobs })
+    }
+
+    /// The stored variants of the content hashed `hash`, if the old build
+    /// compressed it and every variant's bytes still match its hash.
+    fn variants(&self, hash: &[u8; 32]) -> Option<Variants> {
+        let blob = *self.blobs.get(hash)?;
+        let mut out = Vec::new();
+        for v in self.bundle.variants(blob) {
+            if blake3::hash(v.bytes).as_bytes() != v.hash {
+                return None;
+            }
+            out.push((v.encoding?, v.bytes.to_vec()));
+        }
+        out.sort_by_key(|(code, _)| *code);
+        Some(out)
+    }
+}
+
+/// Work `--reuse` saved: blobs whose variants came from the old bundle, and
+/// their identity bytes (what was not compressed again).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Reused {
+    pub blobs: u64,
+    pub bytes_in: u64,
 }
 
 /// Parses the rule files once at build so every rejected line is reported
@@ -239,6 +321,17 @@ pub fn assemble(
     level: Compression,
     progress: &dyn Progress,
 ) -> Result<BundleSpec, BuildError> {
+    assemble_reusing(set, config, level, None, progress).map(|(spec, _)| spec)
+}
+
+/// [`assemble`], taking variants from `reuse` where it has them.
+pub fn assemble_reusing(
+    set: &walk::FileSet,
+    config: &Config,
+    level: Compression,
+    reuse: Option<&Reuse>,
+    progress: &dyn Progress,
+) -> Result<(BundleSpec, Reused), BuildError> {
     let total: u64 = set.files.iter().map(|f| f.len).sum();
     progress.start(set.files.len() as u64, total);
 
@@ -288,25 +381,36 @@ pub fn assemble(
 
     let mut order: Vec<usize> = (0..blobs.len()).collect();
     order.sort_by_key(|&b| std::cmp::Reverse(datas[blobs[b].0].len()));
-    let mut encoded: Vec<(usize, std::io::Result<Variants>)> = order
+    let mut encoded: Vec<(usize, std::io::Result<Variants>, bool)> = order
         .into_par_iter()
         .map(|b| {
             let (file, squeeze) = blobs[b];
             let data = &datas[file];
-            let v = if squeeze {
-                encode::compress(data, level)
-            } else {
-                Ok(Vec::new())
+            let old = reuse
+                .filter(|_| squeeze)
+                .and_then(|r| r.variants(&hashes[file]));
+            let was_reused = old.is_some();
+            let v = match old {
+                Some(v) => Ok(v),
+                None if squeeze => encode::compress(data, level),
+                None => Ok(Vec::new()),
             };
             progress.advance(data.len() as u64);
-            (b, v)
+            (b, v, was_reused)
         })
         .collect();
-    encoded.sort_by_key(|(b, _)| *b);
+    encoded.sort_by_key(|(b, _, _)| *b);
+    let mut reused = Reused::default();
+    for (b, _, was_reused) in &encoded {
+        if *was_reused {
+            reused.blobs += 1;
+            reused.bytes_in += datas[blobs[*b].0].len() as u64;
+        }
+    }
 
     let mut datas: Vec<Option<Vec<u8>>> = datas.into_iter().map(Some).collect();
     let mut blob_specs = Vec::with_capacity(blobs.len());
-    for ((b, variants), (file, _)) in encoded.into_iter().zip(&blobs) {
+    for ((b, variants, _), (file, _)) in encoded.into_iter().zip(&blobs) {
         let variants = variants.map_err(|e| {
             BuildError::Input(format!("{}: compression failed: {e}", set.files[*file].key))
         })?;
@@ -319,14 +423,16 @@ pub fn assemble(
     }
 
     let routes = compile_routes(&assets, config);
-    Ok(BundleSpec {
+    let spec = BundleSpec {
         config: config.clone(),
+        compression: level.policy_id(),
         assets,
         blobs: blob_specs,
         routes,
         headers_text: set.headers_text.clone(),
         redirects_text: set.redirects_text.clone(),
-    })
+    };
+    Ok((spec, reused))
 }
 
 /// The route table: every asset's own key, plus every request path that
@@ -409,6 +515,7 @@ fn report(spec: &BundleSpec, out: &Path, warnings: Vec<Warning>) -> BuildReport 
         bytes_in,
         bytes_out,
         encodings,
+        reused: Reused::default(),
         warnings,
     }
 }

@@ -86,6 +86,11 @@ pub struct Args {
     pub routing: RoutingArgs,
     #[arg(long, value_enum, default_value_t = Compression::Default)]
     pub compression: Compression,
+    /// Take the precompressed variants of unchanged contents from this
+    /// older bundle (same --compression); the output is byte-identical to a
+    /// cold build. A missing or unusable OLD_BUNDLE is a warning.
+    #[arg(long, value_name = "OLD_BUNDLE")]
+    pub reuse: Option<PathBuf>,
     /// Follow symlinks to regular files that stay inside DIR.
     #[arg(long)]
     pub follow_symlinks: bool,
@@ -142,7 +147,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         );
         b
     };
-    let report = build::build(&opts, &Bar(bar))
+    let report = build::build_reusing(&opts, args.reuse.as_deref(), &Bar(bar))
         .with_context(|| format!("build of {} failed", dir.display()))?;
     if !args.quiet {
         for w in &report.warnings {
@@ -161,6 +166,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             report.bytes_in,
             report.bytes_out
         );
+        if args.reuse.is_some() {
+            eprintln!(
+                "reused the variants of {} contents ({} bytes) from the old bundle",
+                report.reused.blobs, report.reused.bytes_in
+            );
+        }
     }
     Ok(0)
 }

@@ -63,6 +63,14 @@ fn cached_build(dir: &Path, config: &Config) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&cache)
         .with_context(|| format!("{}: cannot create", cache.display()))?;
     let out = cache.join(format!("{}.pack", &h.finalize().to_hex()[..24]));
+    // The last bundle built for this directory: its variants are reused, so
+    // an edit recompresses only the files it changed.
+    let dir_key = blake3::hash(dir.canonicalize()?.as_os_str().as_encoded_bytes());
+    let last_file = cache.join(format!("{}.last", &dir_key.to_hex()[..24]));
+    let last = std::fs::read_to_string(&last_file)
+        .ok()
+        .map(|p| PathBuf::from(p.trim_end()))
+        .filter(|p| p.is_file() && p != &out);
     if out.is_file() {
         eprintln!(
             "serve: {} unchanged, using {}",
@@ -79,10 +87,22 @@ fn cached_build(dir: &Path, config: &Config) -> anyhow::Result<PathBuf> {
         compression: Compression::Default,
         walk: WalkOptions::default(),
     };
-    let report = build::build(&opts, &())?;
+    let report = build::build_reusing(&opts, last.as_deref(), &())?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
+    if last.is_some() {
+        eprintln!(
+            "serve: reused the variants of {} unchanged contents",
+            report.reused.blobs
+        );
+    }
+    // Only the newest build per directory is kept (a server still mapping
+    // the old file keeps its pages: unlinking does not unmap).
+    if let Some(old) = &last {
+        let _ = std::fs::remove_file(old);
+    }
+    let _ = std::fs::write(&last_file, out.as_os_str().as_encoded_bytes());
     Ok(out)
 }
 

@@ -723,6 +723,11 @@ impl<B: AsRef<[u8]>> Bundle<B> {
         self.data.as_ref()
     }
 
+    /// The compression policy id that made the variants (0: unknown).
+    pub fn compression_policy(&self) -> u32 {
+        self.config_record().map_or(0, |c| c.compression.get())
+    }
+
     pub fn config(&self) -> Config {
         let c = self.config_record().ok();
         let flags = c.map(|c| self.str(&c.compatibility_flags)).unwrap_or("");

@@ -192,7 +192,12 @@ pub struct ConfigRecord {
     /// Bit 0: the tree had a root `_headers`; bit 1: a root `_redirects`
     /// (so an empty file is told apart from no file).
     pub rule_files: u8,
-    pub reserved1: U32,
+    /// Which compression policy made the variants: `0` unknown (variants
+    /// are never reused), else `POLICY << 8 | level` as
+    /// `build::encode::Compression::policy_id` gives it. `build --reuse`
+    /// takes an older bundle's variants only when this matches, so a reused
+    /// build stays byte-identical to a cold one.
+    pub compression: U32,
     /// `YYYY-MM-DD`, or empty.
     pub compatibility_date: StrRef,
     /// Compatibility flags joined with `\n`, or empty.

@@ -49,6 +49,8 @@ pub struct BlobSpec {
 #[derive(Clone, Debug, Default)]
 pub struct BundleSpec {
     pub config: Config,
+    /// `ConfigRecord::compression`: the policy that made the variants, or 0.
+    pub compression: u32,
     /// Sorted by key.
     pub assets: Vec<AssetSpec>,
     pub blobs: Vec<BlobSpec>,
@@ -128,7 +130,7 @@ pub fn write_bundle<W: Write + Seek>(spec: &BundleSpec, w: W) -> io::Result<()> 
         not_found_handling: cfg.not_found_handling.code(),
         run_worker_first: cfg.run_worker_first.code(),
         rule_files: spec.headers_text.is_some() as u8 | (spec.redirects_text.is_some() as u8) << 1,
-        reserved1: U32::new(0),
+        compression: U32::new(spec.compression),
         compatibility_date: strings.add(&cfg.compatibility_date)?,
         compatibility_flags: strings.add(&cfg.compatibility_flags.join("\n"))?,
     };
