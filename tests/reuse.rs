@@ -3,7 +3,6 @@
 //! (same policy, another policy, missing, corrupt, tampered).
 
 mod common;
-#[allow(dead_code)]
 mod support;
 
 use std::fs;
