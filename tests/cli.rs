@@ -309,3 +309,30 @@ fn resolve_answers_as_serve_does() {
     let o = sitepack(&["resolve", &b, "/about", "-X", "BAD METHOD"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A command piped into a reader that quits early (`| head`) ends by
+/// SIGPIPE like a Unix tool, not with a Rust panic (exit 101).
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dist = tmp.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    for i in 0..600 {
+        std::fs::write(dist.join(format!("page-{i:04}.txt")), format!("{i}")).unwrap();
+    }
+    let b = tmp.path().join("s.pack");
+    let (d, bs) = (dist.to_str().unwrap(), b.to_str().unwrap());
+    let o = sitepack(&["build", d, "-o", bs, "--compression", "fast", "--quiet"]);
+    assert!(o.status.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sitepack"))
+        .args(["inspect", b.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
