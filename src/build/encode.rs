@@ -86,7 +86,9 @@ pub fn read_checked(f: &WalkedFile) -> Result<Vec<u8>, String> {
 fn extension(key: &str) -> &str {
     let base = key.rsplit('/').next().unwrap_or(key);
     match base.rfind('.') {
-        Some(i) if i > 0 && !base[..i].bytes().all(|b| b == b'.') => &base[i + 1..],
+        // Node's `path.extname`: from the last dot, unless that dot starts
+        // the name (`.htaccess`) or the name is `..`; `..html` is `.html`.
+        Some(i) if i > 0 && base != ".." => &base[i + 1..],
         _ => "",
     }
 }
@@ -328,6 +330,11 @@ mod tests {
         assert_eq!(extension("/.htaccess"), "");
         assert_eq!(extension("/Makefile"), "");
         assert_eq!(extension("/dir.d/file"), "");
+        assert_eq!(extension("/..html"), "html");
+        assert_eq!(extension("/...x"), "x");
+        assert_eq!(extension("/..."), "");
+        assert_eq!(extension("/a."), "");
+        assert_eq!(extension("/.."), "");
     }
 
     #[test]
