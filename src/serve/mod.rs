@@ -262,6 +262,21 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: Option<SocketAddr>,
 ) -> Response<Body> {
+    let log = state.access_log.map(|fmt| {
+        (
+            fmt,
+            std::time::SystemTime::now(),
+            req.method().clone(),
+            target_of(&req).to_string(),
+            req.version(),
+        )
+    });
+    let logged = |resp: Response<Body>| {
+        if let Some((fmt, time, method, target, version)) = &log {
+            access_log(*fmt, *time, peer, method, target, *version, &resp);
+        }
+        resp
+    };
     // RFC 9112 §3.2: exactly one Host on HTTP/1.1 (HTTP/2 carries the
     // authority in the URI); anything else is a 400, not a guess.
     let hosts = req.headers().get_all(http::header::HOST).iter().count();
@@ -270,12 +285,9 @@ pub async fn handle(
             && req.version() == http::Version::HTTP_11
             && req.uri().authority().is_none())
     {
-        return respond::empty(http::StatusCode::BAD_REQUEST);
+        return logged(respond::empty(http::StatusCode::BAD_REQUEST));
     }
     let site = state.site.load_full();
-    let log = state
-        .access_log
-        .map(|fmt| (fmt, req.method().clone(), target_of(&req).to_string()));
     let resp = match answer(&site, &req, state.worker.is_some(), false) {
         Ok(r) => r,
         Err(()) => match &state.worker {
@@ -295,33 +307,109 @@ pub async fn handle(
             None => respond::empty(http::StatusCode::NOT_FOUND),
         },
     };
-    if let Some((fmt, method, target)) = log {
-        access_log(fmt, peer, &method, &target, &resp);
-    }
-    resp
+    logged(resp)
 }
 
+/// Writes one access-log line to stdout. `time` is when the request arrived;
+/// the byte count is the body's length (`-`, or JSON `null`, for a streamed
+/// body of unknown length).
+///
+/// `common` is the Common Log Format,
+/// `host ident authuser [dd/Mon/yyyy:HH:MM:SS +0000] "METHOD target HTTP/x.y" status bytes`,
+/// with `"`, `\` and any byte outside printable ASCII escaped in the request
+/// line (so a target cannot forge a line); `json` is one object a line with
+/// `time` (RFC 3339, UTC) and `version` besides the same fields.
 fn access_log(
     fmt: AccessLog,
+    time: std::time::SystemTime,
     peer: Option<SocketAddr>,
     method: &http::Method,
     target: &str,
+    version: http::Version,
     resp: &Response<Body>,
 ) {
+    use std::io::Write as _;
+    let line = access_line(fmt, time, peer, method, target, version, resp);
+    // A closed or full stdout must not take the request down with it.
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn access_line(
+    fmt: AccessLog,
+    time: std::time::SystemTime,
+    peer: Option<SocketAddr>,
+    method: &http::Method,
+    target: &str,
+    version: http::Version,
+    resp: &Response<Body>,
+) -> String {
     use http_body::Body as _;
     let ip = peer.map_or("-".to_string(), |p| p.ip().to_string());
-    let size = resp.body().size_hint().exact().unwrap_or(0);
+    let size = resp.body().size_hint().exact();
     let status = resp.status().as_u16();
+    let version = match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    };
+    let (clf, rfc3339) = log_times(time);
     match fmt {
-        AccessLog::Common => println!(
-            "{ip} - - \"{method} {} HTTP/1.1\" {status} {size}",
-            target.escape_debug()
+        AccessLog::Common => format!(
+            "{ip} - - [{}] \"{} {} {version}\" {status} {}",
+            clf,
+            log_escape(method.as_str()),
+            log_escape(target),
+            size.map_or("-".to_string(), |n| n.to_string()),
         ),
-        AccessLog::Json => println!(
-            "{}",
-            serde_json::json!({"remote": ip, "method": method.as_str(), "target": target, "status": status, "bytes": size})
-        ),
+        AccessLog::Json => serde_json::json!({
+            "time": rfc3339,
+            "remote": ip,
+            "method": method.as_str(),
+            "target": target,
+            "version": version,
+            "status": status,
+            "bytes": size,
+        })
+        .to_string(),
     }
+}
+
+/// `"` and `\` backslash-escaped, bytes outside printable ASCII as `\xhh`
+/// (as Apache logs a request line).
+fn log_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+/// `time` in UTC as Common Log Format (`10/Oct/2000:20:55:36 +0000`) and
+/// RFC 3339 (`2000-10-10T20:55:36Z`), cut from `httpdate`'s fixed-width
+/// IMF-fixdate (`Tue, 10 Oct 2000 20:55:36 GMT`). Times before 1970 are
+/// clamped to the epoch (httpdate's range starts there).
+fn log_times(time: std::time::SystemTime) -> (String, String) {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let d = httpdate::fmt_http_date(time.max(std::time::UNIX_EPOCH));
+    let part = |r: std::ops::Range<usize>| d.get(r).unwrap_or("?");
+    let (day, mon, year, hms) = (part(5..7), part(8..11), part(12..16), part(17..25));
+    let month = MONTHS.iter().position(|m| *m == mon).map_or(0, |i| i + 1);
+    (
+        format!("{day}/{mon}/{year}:{hms} +0000"),
+        format!("{year}-{month:02}-{day}T{hms}Z"),
+    )
 }
 
 /// Connection limits. A slow or hostile client cannot pin the server: the
@@ -343,6 +431,30 @@ impl Default for Limits {
             h2_max_concurrent_streams: 128,
         }
     }
+}
+
+/// Whether the client sends enough to tell its protocol (any byte that is not
+/// the start of the HTTP/2 preface, or the whole preface) within `limit`;
+/// `false` for silence, a stalled preface, EOF or an error.
+async fn protocol_bytes_within(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let wait = async {
+        let mut buf = [0u8; PREFACE.len()];
+        loop {
+            let n = stream.peek(&mut buf).await.ok()?;
+            let seen = buf.get(..n)?;
+            if n == 0 {
+                return None;
+            }
+            if n == PREFACE.len() || !PREFACE.starts_with(seen) {
+                return Some(());
+            }
+            // A partial preface: peek returns at once while those bytes sit
+            // in the buffer, so poll for the rest (this path is rare).
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    matches!(tokio::time::timeout(limit, wait).await, Ok(Some(())))
 }
 
 /// Accepts connections until `shutdown` resolves, then stops accepting and
@@ -369,6 +481,7 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let stopping = tokio::sync::watch::Sender::new(false);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -393,15 +506,41 @@ pub async fn serve(
             let state = state.clone();
             async move { Ok::<_, Infallible>(handle(state, req, Some(peer)).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_bytes = limits.header_read_timeout;
+        let mut stopping = stopping.subscribe();
         tokio::spawn(async move {
-            let _ = conn.await;
+            // hyper's header timeout starts only once the protocol is known,
+            // i.e. after the first bytes (up to the 24-byte HTTP/2 preface):
+            // a client sending nothing would hold its connection slot forever.
+            // Shutdown does not wait for such a connection either.
+            let ready = tokio::select! {
+                ok = protocol_bytes_within(&stream, first_bytes) => ok,
+                _ = stopping.changed() => false,
+            };
+            if !ready {
+                // Consume what was peeked so the close is a FIN, not a reset.
+                let mut sink = [0u8; 64];
+                for _ in 0..16 {
+                    if !matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {
+                        break;
+                    }
+                }
+                drop(permit);
+                return;
+            }
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
             drop(permit);
         });
     }
+    // Stop listening now, not when the drain ends: a client connecting
+    // during the drain is refused at once instead of queueing unserved.
+    drop(listener);
+    let _ = stopping.send(true);
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(10)) => {
@@ -409,4 +548,123 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(secs: u64) -> (String, String) {
+        log_times(UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn log_time_formats() {
+        // The CLF example from the Apache docs: 10/Oct/2000:13:55:36 -0700.
+        assert_eq!(
+            at(971_211_336),
+            (
+                "10/Oct/2000:20:55:36 +0000".to_string(),
+                "2000-10-10T20:55:36Z".to_string()
+            )
+        );
+        assert_eq!(at(0).0, "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(at(0).1, "1970-01-01T00:00:00Z");
+        // Leap days: 2000 (divisible by 400) and 2024; 2100 is not one.
+        assert_eq!(at(951_782_400).1, "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_709_251_199).0, "29/Feb/2024:23:59:59 +0000");
+        assert_eq!(at(1_709_251_200).0, "01/Mar/2024:00:00:00 +0000");
+        assert_eq!(at(4_107_542_400).1, "2100-03-01T00:00:00Z");
+        assert_eq!(at(1_735_689_599).1, "2024-12-31T23:59:59Z");
+        assert_eq!(at(1_735_689_600).1, "2025-01-01T00:00:00Z");
+        assert_eq!(at(253_402_300_799).1, "9999-12-31T23:59:59Z");
+        // Before the epoch: clamped.
+        assert_eq!(
+            log_times(UNIX_EPOCH - Duration::from_secs(1)).1,
+            "1970-01-01T00:00:00Z"
+        );
+    }
+
+    fn resp(status: u16, body: &'static [u8]) -> Response<Body> {
+        respond::full(
+            http::StatusCode::from_u16(status).unwrap(),
+            Bytes::from_static(body),
+        )
+    }
+
+    #[test]
+    fn common_log_line() {
+        let t = UNIX_EPOCH + Duration::from_secs(971_211_336);
+        let peer: SocketAddr = "192.0.2.7:4711".parse().unwrap();
+        let line = access_line(
+            AccessLog::Common,
+            t,
+            Some(peer),
+            &http::Method::GET,
+            "/apache_pb.gif?a=1",
+            http::Version::HTTP_10,
+            &resp(200, b"0123456789"),
+        );
+        assert_eq!(
+            line,
+            "192.0.2.7 - - [10/Oct/2000:20:55:36 +0000] \"GET /apache_pb.gif?a=1 HTTP/1.0\" 200 10"
+        );
+        let line = access_line(
+            AccessLog::Common,
+            t,
+            None,
+            &http::Method::HEAD,
+            "/a\"b\\c\r\n1.2.3.4 - - [x] \"GET / HTTP/1.1\" 200 1\u{e9}",
+            http::Version::HTTP_2,
+            &resp(404, b""),
+        );
+        assert_eq!(
+            line,
+            "- - - [10/Oct/2000:20:55:36 +0000] \"HEAD /a\\\"b\\\\c\\x0d\\x0a1.2.3.4 - - [x] \\\"GET / HTTP/1.1\\\" 200 1\\xc3\\xa9 HTTP/2.0\" 404 0"
+        );
+        assert!(!line.contains('\n') && !line.contains('\r'));
+        // A streamed body of unknown length.
+        let (_tx, body) = channel_body(1);
+        let streamed = Response::new(body);
+        let line = access_line(
+            AccessLog::Common,
+            t,
+            None,
+            &http::Method::GET,
+            "/w",
+            http::Version::HTTP_11,
+            &streamed,
+        );
+        assert!(line.ends_with("\"GET /w HTTP/1.1\" 200 -"), "{line}");
+    }
+
+    #[test]
+    fn json_log_line() {
+        let t = UNIX_EPOCH + Duration::from_secs(971_211_336);
+        let peer: SocketAddr = "[::1]:80".parse().unwrap();
+        let line = access_line(
+            AccessLog::Json,
+            t,
+            Some(peer),
+            &http::Method::POST,
+            "/x\"\n",
+            http::Version::HTTP_11,
+            &resp(405, b"nope"),
+        );
+        assert!(!line.contains('\n'), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "time": "2000-10-10T20:55:36Z",
+                "remote": "::1",
+                "method": "POST",
+                "target": "/x\"\n",
+                "version": "HTTP/1.1",
+                "status": 405,
+                "bytes": 4,
+            })
+        );
+    }
 }
