@@ -124,6 +124,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let hup = serve::reload::hangup_signal();
+        // Installed before the ready line, so a SIGTERM right after it is
+        // already a graceful stop.
+        let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -141,21 +144,23 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             max_connections: args.max_connections,
             ..Limits::default()
         };
-        serve::serve(listener, state, limits, shutdown_signal()).await?;
+        serve::serve(listener, state, limits, shutdown).await?;
         eprintln!("serve: stopped");
         anyhow::Ok(())
     })?;
     Ok(0)
 }
 
-async fn shutdown_signal() {
+/// Resolves on the first SIGINT or SIGTERM; both handlers are registered
+/// when this returns.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
