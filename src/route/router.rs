@@ -286,10 +286,9 @@ impl<B: AsRef<[u8]>> Router<B> {
                 let Some(asset) = self.bundle.asset(asset) else {
                     return Outcome::NotFound;
                 };
-                let etag = conditional::etag_value(&asset.etag);
-                let not_modified = req
-                    .if_none_match
-                    .is_some_and(|v| conditional::if_none_match(v, &etag));
+                let not_modified = req.if_none_match.is_some_and(|v| {
+                    conditional::if_none_match(v, &conditional::etag_value(&asset.etag))
+                });
                 Outcome::Asset {
                     asset,
                     status,
