@@ -336,3 +336,24 @@ fn closed_stdout_ends_quietly() {
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+/// Found by fuzzing the canonicaliser: re-encoding can make a target near
+/// the length limit longer than the limit. Such a request is answered 414,
+/// not redirected to a URL the server itself refuses.
+#[test]
+fn canonical_redirect_never_exceeds_the_target_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = demo(
+        tmp.path(),
+        &["--not-found-handling", "single-page-application"],
+    );
+    // `:` is kept raw by URL parsing but encoded (%3A) in the canonical form.
+    let short = format!("/{}", ":".repeat(100));
+    let r = json(&sitepack(&["resolve", &b, &short]));
+    assert_eq!(r["status"], 307, "{r}");
+    assert_eq!(r["location"], format!("/{}", "%3A".repeat(100)));
+    let long = format!("/{}", ":".repeat(9000));
+    let r = json(&sitepack(&["resolve", &b, &long]));
+    assert_eq!(r["status"], 414, "{r}");
+    assert_eq!(r["location"], serde_json::Value::Null);
+}

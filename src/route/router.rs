@@ -281,6 +281,11 @@ impl<B: AsRef<[u8]>> Router<B> {
                 if !target.is_canonical {
                     location.clear();
                     canonical::write_location(target.path, target.query, location);
+                    // Re-encoding can lengthen a target near the limit; a
+                    // redirect to a URL this server refuses helps nobody.
+                    if location.len() > canonical::MAX_TARGET_LEN {
+                        return rejected(canonical::Reject::UriTooLong);
+                    }
                     return Outcome::Redirect { status: 307 };
                 }
                 let Some(asset) = self.bundle.asset(asset) else {
