@@ -29,6 +29,10 @@ pub struct Args {
     pub access_log: Option<AccessLog>,
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Threads serving connections, each with its own event loop (default:
+    /// the number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Routing settings, used when SOURCE is a directory.
     #[command(flatten)]
     pub routing: RoutingArgs,
@@ -118,36 +122,43 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         None => None,
     };
     let state = State::from_file(&bundle_path, args.no_mmap, worker, args.access_log)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    // This thread's runtime only watches signals and the bundle file; the
+    // connections run on the worker threads' own runtimes.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    let workers = rt.block_on(async move {
         let hup = serve::reload::hangup_signal();
         // Installed before the ready line, so a SIGTERM right after it is
         // already a graceful stop.
         let shutdown = shutdown_signal()?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
+        let listener = std::net::TcpListener::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        eprintln!(
-            "serve: {} on http://{}",
-            bundle_path.display(),
-            listener.local_addr().unwrap_or(args.listen)
-        );
-        tokio::spawn(serve::reload::watch(
-            state.clone(),
-            Duration::from_millis(500),
-            hup,
-        ));
+        let addr = listener.local_addr().unwrap_or(args.listen);
         let limits = Limits {
             max_connections: args.max_connections,
             ..Limits::default()
         };
-        serve::serve(listener, state, limits, shutdown).await?;
-        eprintln!("serve: stopped");
-        anyhow::Ok(())
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = serve::spawn_workers(listener, threads, state.clone(), limits, stopped)
+            .context("cannot start the server threads")?;
+        eprintln!("serve: {} on http://{addr}", bundle_path.display());
+        tokio::spawn(serve::reload::watch(state, Duration::from_millis(500), hup));
+        shutdown.await;
+        let _ = stop.send(true);
+        anyhow::Ok(workers)
     })?;
+    for w in workers {
+        match w.join() {
+            Ok(r) => r.context("server thread failed")?,
+            Err(_) => anyhow::bail!("a server thread panicked"),
+        }
+    }
+    eprintln!("serve: stopped");
     Ok(0)
 }
 

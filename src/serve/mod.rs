@@ -465,6 +465,56 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    serve_with(listener, state, limits, permits, shutdown).await
+}
+
+/// Serves `listener` on `threads` threads, each running its own
+/// single-threaded runtime that accepts on a clone of the listening socket
+/// and serves its connections start to finish, as nginx's workers do: no
+/// request hops between threads and an idle thread sleeps in its own epoll.
+/// `--max-connections` is shared. Each thread stops accepting when `stop`
+/// turns true and drains its connections; returns their join handles.
+pub fn spawn_workers(
+    listener: std::net::TcpListener,
+    threads: usize,
+    state: Arc<State>,
+    limits: Limits,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<std::io::Result<()>>>> {
+    listener.set_nonblocking(true)?;
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut handles = Vec::new();
+    for i in 0..threads.max(1) {
+        let listener = listener.try_clone()?;
+        let (state, limits, permits) = (state.clone(), limits.clone(), permits.clone());
+        let mut stop = stop.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = std::thread::Builder::new()
+            .name(format!("sitepack-serve-{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    serve_with(listener, state, limits, permits, stopped).await
+                })
+            })?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    state: Arc<State>,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -480,7 +530,6 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let stopping = tokio::sync::watch::Sender::new(false);
     tokio::pin!(shutdown);
     loop {
