@@ -84,8 +84,93 @@ pub struct Bundle<B> {
     /// The whole STRINGS section is UTF-8 (what our writer produces), so a
     /// string reference is valid iff it is in bounds and both its ends fall
     /// on character boundaries: `open` then checks 700,000 references
-    /// without decoding each one.
-    strings_utf8: bool,
+    /// without decoding each one. (Atomic only so that `validate` can take
+    /// `&self` and run beside the checksum thread.)
+    strings_utf8: std::sync::atomic::AtomicBool,
+}
+
+/// Reads and checks the section table at the start of the index: every
+/// section in bounds, inside the index, not overlapping another, each known
+/// kind at most once, every required kind present.
+fn parse_sections(
+    bytes: &[u8],
+    index: &Range<usize>,
+    count: usize,
+) -> Result<Sections, FormatError> {
+    let index_bytes = &bytes[index.clone()];
+    let table_len = count
+        .checked_mul(std::mem::size_of::<SectionEntry>())
+        .filter(|l| *l <= index_bytes.len())
+        .ok_or_else(|| corrupt(format!("section count {count} does not fit the index")))?;
+    let entries = <[SectionEntry]>::ref_from_bytes(&index_bytes[..table_len])
+        .map_err(|_| corrupt("section table"))?;
+    let mut s = Sections::default();
+    let mut seen = 0u32;
+    let mut spans: Vec<(usize, usize, u32)> = Vec::with_capacity(entries.len());
+    for e in entries {
+        let r = range(e.offset.get(), e.len.get(), bytes.len(), "section")?;
+        if r.start < index.start + table_len || r.end > index.end {
+            return Err(corrupt(format!(
+                "section {} lies outside the index",
+                e.kind.get()
+            )));
+        }
+        let kind = e.kind.get();
+        spans.push((r.start, r.end, kind));
+        let slot = match kind {
+            section::CONFIG => &mut s.config,
+            section::STRINGS => &mut s.strings,
+            section::ASSETS => &mut s.assets,
+            section::BLOBS => &mut s.blobs,
+            section::VARIANTS => &mut s.variants,
+            section::ROUTES => &mut s.routes,
+            section::TABLE => &mut s.table,
+            section::SLOTS => &mut s.slots,
+            section::HEADERS_TEXT => &mut s.headers_text,
+            section::REDIRECTS_TEXT => &mut s.redirects_text,
+            section::WORKER_FIRST => &mut s.worker_first,
+            section::RULES => &mut s.rules,
+            section::TOKENS => &mut s.tokens,
+            section::REDIRECT_RULES => &mut s.redirect_rules,
+            section::HEADER_RULES => &mut s.header_rules,
+            section::HEADER_OPS => &mut s.header_ops,
+            section::RULE_MASKS => &mut s.rule_masks,
+            _ => continue,
+        };
+        if seen & (1 << kind) != 0 {
+            return Err(corrupt(format!("section {kind} appears twice")));
+        }
+        seen |= 1 << kind;
+        *slot = r;
+    }
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        if pair[1].0 < pair[0].1 {
+            return Err(corrupt(format!(
+                "sections {} and {} overlap",
+                pair[0].2, pair[1].2
+            )));
+        }
+    }
+    for kind in 1..=section::LAST {
+        if seen & (1 << kind) == 0 {
+            return Err(corrupt(format!("required section {kind} is missing")));
+        }
+    }
+
+    Ok(s)
+}
+
+/// From this index size up, `open` hashes on a second thread while it
+/// validates (below it a thread costs more than it saves).
+const PARALLEL_OPEN_BYTES: usize = 4 << 20;
+
+/// What validation derives for lookups.
+struct TableParams {
+    rules: RuleIndex,
+    seed: u64,
+    slot_mask: usize,
+    max_probes: u32,
 }
 
 /// Which indexed rule set a rule-index lookup is for.
@@ -212,70 +297,16 @@ impl<B: AsRef<[u8]>> Bundle<B> {
             return Err(corrupt("index overlaps the header"));
         }
         let index_bytes = &bytes[index.clone()];
-        if blake3::hash(index_bytes).as_bytes() != &header.index_checksum {
-            return Err(FormatError::Checksum);
-        }
+        let checksum = header.index_checksum;
 
-        let count = header.section_count.get() as usize;
-        let table_len = count
-            .checked_mul(std::mem::size_of::<SectionEntry>())
-            .filter(|l| *l <= index_bytes.len())
-            .ok_or_else(|| corrupt(format!("section count {count} does not fit the index")))?;
-        let entries = <[SectionEntry]>::ref_from_bytes(&index_bytes[..table_len])
-            .map_err(|_| corrupt("section table"))?;
-        let mut s = Sections::default();
-        let mut seen = 0u32;
-        let mut spans: Vec<(usize, usize, u32)> = Vec::with_capacity(entries.len());
-        for e in entries {
-            let r = range(e.offset.get(), e.len.get(), bytes.len(), "section")?;
-            if r.start < index.start + table_len || r.end > index.end {
-                return Err(corrupt(format!(
-                    "section {} lies outside the index",
-                    e.kind.get()
-                )));
+        let s = match parse_sections(bytes, &index, header.section_count.get() as usize) {
+            Ok(s) => s,
+            // A damaged index is reported as such, whatever part it hit.
+            Err(_) if blake3::hash(index_bytes).as_bytes() != &checksum => {
+                return Err(FormatError::Checksum);
             }
-            let kind = e.kind.get();
-            spans.push((r.start, r.end, kind));
-            let slot = match kind {
-                section::CONFIG => &mut s.config,
-                section::STRINGS => &mut s.strings,
-                section::ASSETS => &mut s.assets,
-                section::BLOBS => &mut s.blobs,
-                section::VARIANTS => &mut s.variants,
-                section::ROUTES => &mut s.routes,
-                section::TABLE => &mut s.table,
-                section::SLOTS => &mut s.slots,
-                section::HEADERS_TEXT => &mut s.headers_text,
-                section::REDIRECTS_TEXT => &mut s.redirects_text,
-                section::WORKER_FIRST => &mut s.worker_first,
-                section::RULES => &mut s.rules,
-                section::TOKENS => &mut s.tokens,
-                section::REDIRECT_RULES => &mut s.redirect_rules,
-                section::HEADER_RULES => &mut s.header_rules,
-                section::HEADER_OPS => &mut s.header_ops,
-                section::RULE_MASKS => &mut s.rule_masks,
-                _ => continue,
-            };
-            if seen & (1 << kind) != 0 {
-                return Err(corrupt(format!("section {kind} appears twice")));
-            }
-            seen |= 1 << kind;
-            *slot = r;
-        }
-        spans.sort_unstable();
-        for pair in spans.windows(2) {
-            if pair[1].0 < pair[0].1 {
-                return Err(corrupt(format!(
-                    "sections {} and {} overlap",
-                    pair[0].2, pair[1].2
-                )));
-            }
-        }
-        for kind in 1..=section::LAST {
-            if seen & (1 << kind) == 0 {
-                return Err(corrupt(format!("required section {kind} is missing")));
-            }
-        }
+            Err(e) => return Err(e),
+        };
 
         let mut b = Bundle {
             data,
@@ -285,15 +316,42 @@ impl<B: AsRef<[u8]>> Bundle<B> {
             max_probes: 0,
             index_start: index.start,
             rules: RuleIndex::default(),
-            strings_utf8: false,
+            strings_utf8: false.into(),
         };
-        b.validate()?;
+        // The checksum and the record checks are two independent reads of
+        // the index: on a large one they run side by side, so `open` costs
+        // about the checksum alone on two cores. The records are checked
+        // before the checksum is known, which is safe: validation never
+        // trusts what it reads. A checksum mismatch wins over any other
+        // error.
+        let (sum, checked) = if index.len() >= PARALLEL_OPEN_BYTES {
+            std::thread::scope(|s| {
+                let data: &[u8] = b.data.as_ref();
+                let range = index.clone();
+                let hasher = s.spawn(move || data.get(range).map(blake3::hash));
+                let checked = b.validate();
+                (hasher.join().ok().flatten(), checked)
+            })
+        } else {
+            let sum = b.data.as_ref().get(index.clone()).map(blake3::hash);
+            (sum, b.validate())
+        };
+        if sum.as_ref().map(blake3::Hash::as_bytes) != Some(&checksum) {
+            return Err(FormatError::Checksum);
+        }
+        let t = checked?;
+        b.rules = t.rules;
+        b.seed = t.seed;
+        b.slot_mask = t.slot_mask;
+        b.max_probes = t.max_probes;
         Ok(b)
     }
 
     /// Checks every record's references so lookups can trust them. O(index).
-    fn validate(&mut self) -> Result<(), FormatError> {
-        self.strings_utf8 = std::str::from_utf8(self.section(&self.s.strings)).is_ok();
+    fn validate(&self) -> Result<TableParams, FormatError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let utf8 = std::str::from_utf8(self.section(&self.s.strings)).is_ok();
+        self.strings_utf8.store(utf8, Relaxed);
         let bytes = self.data.as_ref();
         let strings_len = self.s.strings.len();
         let check_str = |r: &StrRef, what: &str| -> Result<(), FormatError> {
@@ -442,11 +500,12 @@ impl<B: AsRef<[u8]>> Bundle<B> {
                 return Err(corrupt("route table: slot points past the routes"));
             }
         }
-        self.rules = rule_index;
-        self.seed = table.seed.get();
-        self.slot_mask = slot_count as usize - 1;
-        self.max_probes = table.max_probes.get();
-        Ok(())
+        Ok(TableParams {
+            rules: rule_index,
+            seed: table.seed.get(),
+            slot_mask: slot_count as usize - 1,
+            max_probes: table.max_probes.get(),
+        })
     }
 
     /// Checks RULES, TOKENS, REDIRECT_RULES, HEADER_RULES and HEADER_OPS:
@@ -695,7 +754,7 @@ impl<B: AsRef<[u8]>> Bundle<B> {
         let Some(end) = start.checked_add(r.len.get() as usize) else {
             return false;
         };
-        if self.strings_utf8 {
+        if self.strings_utf8.load(std::sync::atomic::Ordering::Relaxed) {
             // A UTF-8 continuation byte is 0b10xx_xxxx, i.e. < -0x40 as i8.
             let boundary =
                 |i: usize| i == sec.len() || sec.get(i).is_some_and(|&b| (b as i8) >= -0x40);
