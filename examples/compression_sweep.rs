@@ -1,0 +1,132 @@
+//! The measurements behind the compression policy (docs/COMPRESSION.md):
+//! compresses every text file of a tree with each brotli quality, zstd and
+//! gzip level, and prints total output bytes and CPU seconds per setting,
+//! overall and by file-size class. One thread, so CPU time is comparable.
+//!
+//!     cargo run --release --example compression_sweep -- DIR [EXT,EXT,...]
+//!
+//! EXT defaults to html,js,css,svg,json (what the shell peer compresses).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn files(root: &Path, exts: &[String]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| exts.iter().any(|x| x == e))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn brotli(data: &[u8], quality: i32) -> usize {
+    let lgwin = (data.len().max(1 << 10).next_power_of_two().trailing_zeros() as i32).clamp(10, 24);
+    let params = brotli::enc::BrotliEncoderParams {
+        quality,
+        lgwin,
+        size_hint: data.len(),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    brotli::BrotliCompress(&mut &data[..], &mut out, &params).expect("brotli");
+    out.len()
+}
+
+fn gzip(data: &[u8], level: u32) -> usize {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip").len()
+}
+
+/// Size classes: ≤ 4 KiB, ≤ 64 KiB, ≤ 1 MiB, larger.
+fn class(len: usize) -> usize {
+    match len {
+        0..=4096 => 0,
+        4097..=65536 => 1,
+        65537..=1048576 => 2,
+        _ => 3,
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let root = PathBuf::from(args.next().expect("usage: compression_sweep DIR [EXTS]"));
+    let exts: Vec<String> = args
+        .next()
+        .unwrap_or_else(|| "html,js,css,svg,json".into())
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let datas: Vec<Vec<u8>> = files(&root, &exts)
+        .iter()
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
+    let mut input = [0usize; 4];
+    for d in &datas {
+        input[class(d.len())] += d.len();
+    }
+    let total: usize = input.iter().sum();
+    println!(
+        "{} files, {total} bytes; by class (≤4K, ≤64K, ≤1M, >1M): {input:?}",
+        datas.len()
+    );
+    type Enc = (&'static str, fn(&[u8]) -> usize);
+    let settings: &[Enc] = &[
+        ("br q5", |d| brotli(d, 5)),
+        ("br q6", |d| brotli(d, 6)),
+        ("br q7", |d| brotli(d, 7)),
+        ("br q8", |d| brotli(d, 8)),
+        ("br q9", |d| brotli(d, 9)),
+        ("br q10", |d| brotli(d, 10)),
+        ("br q11", |d| brotli(d, 11)),
+        ("zstd 15", |d| {
+            zstd::bulk::compress(d, 15).expect("zstd").len()
+        }),
+        ("zstd 19", |d| {
+            zstd::bulk::compress(d, 19).expect("zstd").len()
+        }),
+        ("gzip 6", |d| gzip(d, 6)),
+        ("gzip 9", |d| gzip(d, 9)),
+    ];
+    let only: Option<Vec<String>> = std::env::var("SETTINGS")
+        .ok()
+        .map(|s| s.split(',').map(str::to_string).collect());
+    println!("| setting | out/in | CPU s | MB/s | out/in by class | CPU s by class |");
+    println!("|---|---:|---:|---:|---|---|");
+    for (name, f) in settings {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == name)) {
+            continue;
+        }
+        let mut out = [0usize; 4];
+        let mut cpu = [Duration::ZERO; 4];
+        for d in &datas {
+            let t = Instant::now();
+            let n = f(d);
+            cpu[class(d.len())] += t.elapsed();
+            out[class(d.len())] += n;
+        }
+        let secs: f64 = cpu.iter().map(Duration::as_secs_f64).sum();
+        let ratio = |o: usize, i: usize| if i == 0 { 0.0 } else { o as f64 / i as f64 };
+        println!(
+            "| {name} | {:.4} | {secs:.1} | {:.1} | {} | {} |",
+            ratio(out.iter().sum(), total),
+            total as f64 / 1e6 / secs,
+            (0..4)
+                .map(|c| format!("{:.4}", ratio(out[c], input[c])))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            cpu.iter()
+                .map(|d| format!("{:.1}", d.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(" / "),
+        );
+    }
+}
