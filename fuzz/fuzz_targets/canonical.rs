@@ -3,26 +3,8 @@
 //! protocol-relative, free of control bytes, and canonicalises back to the
 //! same key.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-use sitepack::route::canonical::{canonicalize, write_location, Scratch};
 
-fuzz_target!(|data: &[u8]| {
-    let mut scratch = Scratch::new();
-    let Ok(t) = canonicalize(data, &mut scratch) else { return };
-    let path = t.path.to_string();
-    assert!(path.starts_with('/'), "{path:?}");
-    assert!(!path.contains("//"), "{path:?}");
-    assert!(!path.contains('\\'), "{path:?}");
-    assert!(!path.bytes().any(|b| b < 0x20 || b == 0x7f), "{path:?}");
-    assert!(path.split('/').all(|s| s != ".." && s != "."), "{path:?}");
-    let mut loc = String::new();
-    write_location(&path, t.query, &mut loc);
-    let b = loc.as_bytes();
-    assert_eq!(b[0], b'/');
-    assert!(b.get(1) != Some(&b'/') && b.get(1) != Some(&b'\\'), "{loc:?}");
-    assert!(!loc.bytes().any(|c| c <= b' ' || c == 0x7f), "{loc:?}");
-    let mut again = Scratch::new();
-    let t2 = canonicalize(loc.as_bytes(), &mut again).expect("a Location we built must canonicalise");
-    assert_eq!(t2.path, path);
-    assert!(t2.is_canonical, "{loc:?}");
-});
+#[path = "bodies/canonical.rs"]
+mod body;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));

@@ -2,19 +2,8 @@
 //! Accept-Encoding and If-None-Match. No panic; a partial range lies inside
 //! the representation.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
-use sitepack::route::{conditional, negotiate};
-use sitepack::serve::respond::{plan_range, RangePlan};
 
-fuzz_target!(|data: &[u8]| {
-    if data.len() < 8 {
-        return;
-    }
-    let len = u64::from_le_bytes(data[..8].try_into().unwrap()) % (1 << 40);
-    let field = &data[8..];
-    if let RangePlan::Partial((start, end)) = plan_range(field, len) {
-        assert!(start <= end && end < len, "{start}-{end}/{len}");
-    }
-    let _ = negotiate::choose(Some(field), [1u8, 2, 3].into_iter());
-    let _ = conditional::if_none_match(field, b"\"0123456789abcdef0123456789abcdef\"");
-});
+#[path = "bodies/http_fields.rs"]
+mod body;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));
