@@ -681,3 +681,65 @@ fn published_bundle_has_ordinary_permissions() {
         "bundle mode {got:o}, a file created here gets {want:o}"
     );
 }
+
+/// BT-29/30: files that html_handling makes answer the same URL build, with
+/// one warning per URL stem naming every file, and Cloudflare's precedence.
+#[test]
+fn bt29_bt30_alias_collisions_warn_and_keep_the_precedence() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("dist");
+    write_tree(
+        &root,
+        &[
+            // `about` and `about/` cannot both exist on disk: BT-30 is the
+            // exact file next to its `.html` alias.
+            ("about", b"exact"),
+            ("about.html", b"html"),
+            ("team.html", b"team"),
+            ("team/index.html", b"team index"),
+            ("solo.html", b"alone"),
+        ],
+    );
+    let out = t.path().join("s.pack");
+    let r = cli_build(&root, &out, &["--json"]);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    let warnings: Vec<String> = r.json()["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            format!(
+                "{}: {}",
+                w["file"].as_str().unwrap(),
+                w["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with("/about: /about, /about.html answer the same URLs"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].starts_with("/team.html: /team.html, /team/index.html answer"),
+        "{}",
+        warnings[1]
+    );
+    for (target, status, asset) in [
+        ("/about", 200, "/about"),
+        ("/team", 200, "/team.html"),
+        ("/team/", 200, "/team/index.html"),
+    ] {
+        let r = run(&["resolve".as_ref(), out.as_os_str(), target.as_ref()]);
+        let v = r.json();
+        assert_eq!(
+            (v["status"].as_u64(), v["asset"].as_str()),
+            (Some(status), Some(asset)),
+            "{target}"
+        );
+    }
+    // Without aliases there is nothing to collide.
+    let r = cli_build(&root, &out, &["--json", "--html-handling", "none"]);
+    assert_eq!(r.json()["warnings"].as_array().unwrap().len(), 0);
+}

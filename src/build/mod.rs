@@ -191,6 +191,7 @@ pub fn build_reusing(
     walk_opts.output = Some(opts.output.clone());
     let mut set = walk::walk(&opts.root, &walk_opts)?;
     rule_warnings(&mut set, opts.config.html_handling);
+    alias_warnings(&mut set, opts.config.html_handling);
     let old = reuse.and_then(|path| match Reuse::open(path, opts.compression) {
         Ok(r) => Some(r),
         Err(why) => {
@@ -289,6 +290,51 @@ fn rule_warnings(set: &mut walk::FileSet, html: crate::config::HtmlHandling) {
             message: w.message,
         });
     }
+}
+
+/// bad-trees BT-29/30: files that html_handling makes answer the same URL
+/// (`about`, `about.html`, `about/index.html`). The build goes on with the
+/// spec's precedence (docs/ROUTING.md); the warning names every file
+/// involved, once per URL, in key order.
+fn alias_warnings(set: &mut walk::FileSet, html: crate::config::HtmlHandling) {
+    if html == crate::config::HtmlHandling::None {
+        return;
+    }
+    let keys: std::collections::HashSet<&str> = set.files.iter().map(|f| f.key.as_str()).collect();
+    let stems: std::collections::BTreeSet<&str> = set
+        .files
+        .iter()
+        .filter_map(|f| {
+            f.key
+                .strip_suffix("/index.html")
+                .or_else(|| f.key.strip_suffix(".html"))
+        })
+        .filter(|stem| !stem.is_empty() && !stem.ends_with('/'))
+        .collect();
+    let mut found = Vec::new();
+    for stem in stems {
+        let members: Vec<String> = [
+            stem.to_string(),
+            format!("{stem}.html"),
+            format!("{stem}/index.html"),
+        ]
+        .into_iter()
+        .filter(|k| keys.contains(k.as_str()))
+        .collect();
+        if members.len() > 1 {
+            found.push(Warning::path(
+                &members[0],
+                &format!(
+                    "{} answer the same URLs ({stem}, {stem}/) under html_handling {}: \
+                     each is served by one of them, by Cloudflare's precedence \
+                     (docs/ROUTING.md, \"Alias collisions\"; `sitepack resolve` shows which)",
+                    members.join(", "),
+                    html.as_str()
+                ),
+            ));
+        }
+    }
+    set.warnings.extend(found);
 }
 
 /// Re-opens the written temp file and fully verifies it before it may replace
