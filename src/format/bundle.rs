@@ -247,6 +247,16 @@ pub struct Route<'a> {
     pub exact_asset: Option<u32>,
 }
 
+/// [`Route`] without its strings; see [`Bundle::route_entry`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub index: usize,
+    pub action: u8,
+    pub status: u16,
+    pub asset: Option<u32>,
+    pub exact_asset: Option<u32>,
+}
+
 fn opt_asset(v: u32) -> Option<u32> {
     (v != NO_ASSET).then_some(v)
 }
@@ -930,6 +940,29 @@ impl<B: AsRef<[u8]>> Bundle<B> {
 
     pub fn routes(&self) -> impl Iterator<Item = Route<'_>> {
         (0..self.route_count()).filter_map(|i| self.route_at(i))
+    }
+
+    /// A route's fixed fields, its strings left unread: what the request
+    /// path needs (the location only for a redirect, via
+    /// [`Bundle::route_location`]).
+    #[inline]
+    pub fn route_entry(&self, path: &str) -> Option<RouteEntry> {
+        let (index, r) = self.route_key(path.as_bytes())?;
+        Some(RouteEntry {
+            index,
+            action: r.action,
+            status: r.status.get(),
+            asset: opt_asset(r.asset.get()),
+            exact_asset: opt_asset(r.exact_asset.get()),
+        })
+    }
+
+    /// The stored `Location` of route `index` (empty if none).
+    pub fn route_location(&self, index: usize) -> &str {
+        self.route_records()
+            .ok()
+            .and_then(|r| r.get(index))
+            .map_or("", |r| self.str(&r.location))
     }
 
     /// The route for a decoded request path: one hash, at most `max_probes`

@@ -6,4 +6,4 @@ pub mod bundle;
 pub mod layout;
 pub mod write;
 
-pub use bundle::{Asset, Bundle, FormatError, Route, Variant};
+pub use bundle::{Asset, Bundle, FormatError, Route, RouteEntry, Variant};

@@ -84,7 +84,8 @@ const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 pub struct Scratch {
     /// The WHATWG-normalised, still percent-encoded pathname. Always ASCII.
     raw_path: Vec<u8>,
-    /// The decoded path, immediately followed by the normalised query.
+    /// The decoded path (empty when it equals `raw_path`), immediately
+    /// followed by the normalised query.
     decoded: Vec<u8>,
 }
 
@@ -210,9 +211,9 @@ pub fn canonicalize<'a>(raw_target: &[u8], scratch: &'a mut Scratch) -> Result<T
     if plain {
         // What the general steps below produce for such a path, byte for
         // byte (the unit test `plain_fast_path_equals_general_steps` checks
-        // it): nothing to normalise, escape or decode.
+        // it): nothing to normalise, escape or decode, so the decoded path
+        // is the raw one (not copied twice).
         scratch.raw_path.extend_from_slice(path);
-        scratch.decoded.extend_from_slice(path);
     } else {
         whatwg_path(path, &mut scratch.raw_path)?;
         decode_path(&scratch.raw_path, &mut scratch.decoded)?;
@@ -227,10 +228,17 @@ pub fn canonicalize<'a>(raw_target: &[u8], scratch: &'a mut Scratch) -> Result<T
         .decoded
         .split_at_checked(path_len)
         .unwrap_or((&[], &[]));
-    let path = std::str::from_utf8(decoded)
-        .map_err(|_| Reject::NotFound("path is not UTF-8 after decoding"))?;
-    let query = std::str::from_utf8(query)
-        .map_err(|_| Reject::BadRequest("non-ASCII byte left in query"))?;
+    let path = if plain {
+        raw_path
+    } else {
+        std::str::from_utf8(decoded)
+            .map_err(|_| Reject::NotFound("path is not UTF-8 after decoding"))?
+    };
+    let query = match query {
+        [] => "",
+        q => std::str::from_utf8(q)
+            .map_err(|_| Reject::BadRequest("non-ASCII byte left in query"))?,
+    };
     Ok(Target {
         path,
         raw_path,

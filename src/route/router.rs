@@ -306,8 +306,7 @@ impl<B: AsRef<[u8]>> Router<B> {
 
     /// html_handling via the compiled table, then not_found_handling `nf`.
     fn intent(&self, path: &str, nf: NotFoundHandling, probe: &mut String) -> Intent<'_> {
-        let route = self.bundle.route(path);
-        if let Some(r) = route {
+        if let Some(r) = self.bundle.route_entry(path) {
             match r.action {
                 action::SERVE => {
                     if let Some(asset) = r.asset {
@@ -319,7 +318,7 @@ impl<B: AsRef<[u8]>> Router<B> {
                 }
                 action::REDIRECT => {
                     return Intent::Redirect {
-                        location: r.location,
+                        location: self.bundle.route_location(r.index),
                     }
                 }
                 _ => {}
@@ -340,7 +339,8 @@ impl<B: AsRef<[u8]>> Router<B> {
                     probe.clear();
                     probe.push_str(prefix);
                     probe.push_str("/404.html");
-                    if let Some(asset) = self.bundle.route(probe).and_then(|r| r.exact_asset) {
+                    if let Some(asset) = self.bundle.route_entry(probe).and_then(|r| r.exact_asset)
+                    {
                         return Intent::Serve { asset, status: 404 };
                     }
                 }
