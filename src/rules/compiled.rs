@@ -93,6 +93,9 @@ impl<'a, B: AsRef<[u8]>> CompiledRedirects<'a, B> {
 
     /// Whether some rule answers `raw_path`. No allocation.
     pub fn matches(&self, raw_path: &str, key: &mut String) -> bool {
+        if self.is_empty() {
+            return false;
+        }
         let mut caps = [Capture::default(); MAX_CAPTURES];
         self.find(raw_path, key, &mut caps).is_some()
     }
@@ -106,6 +109,10 @@ impl<'a, B: AsRef<[u8]>> CompiledRedirects<'a, B> {
         origin: Option<&str>,
         key: &mut String,
     ) -> Option<RedirectOutcome> {
+        // Most sites have no `_redirects`: skip even the capture buffer.
+        if self.is_empty() {
+            return None;
+        }
         let mut caps = [Capture::default(); MAX_CAPTURES];
         let rule = self.find(raw_path, key, &mut caps)?;
         Some(if rule.dynamic {
