@@ -743,3 +743,126 @@ fn bt29_bt30_alias_collisions_warn_and_keep_the_precedence() {
     let r = cli_build(&root, &out, &["--json", "--html-handling", "none"]);
     assert_eq!(r.json()["warnings"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn bt08_hard_link_to_outside_file_is_included_with_a_warning() {
+    let c = Case::new();
+    let (secret, token) = c.canary();
+    fs::hard_link(&secret, c.root.join("copy.txt")).unwrap();
+    let (r, bytes) = c.built(&["--json"]);
+    assert!(keys(&bytes).contains(&"/copy.txt".to_string()));
+    assert!(
+        contains(&bytes, &token),
+        "a hard link is a regular file: its bytes are the asset"
+    );
+    let w = warnings(&r);
+    assert!(
+        w.iter()
+            .any(|(f, m)| f == "/copy.txt" && m.contains("hard link")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn bt11_character_device_is_refused_never_read() {
+    let c = Case::new();
+    // As a link (any user) and, as root, as a real device node.
+    symlink("/dev/zero", c.root.join("zero")).unwrap();
+    c.refused(&[], &["zero: "]);
+    fs::remove_file(c.root.join("zero")).unwrap();
+    if is_root() {
+        let path = std::ffi::CString::new(c.root.join("zero").as_os_str().as_bytes()).unwrap();
+        // SAFETY: mknod with a valid NUL-terminated path; makedev(1, 5) is
+        // /dev/zero's device number.
+        let rc = unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 5)) };
+        if rc == 0 {
+            c.refused(&[], &["zero: "]);
+        }
+    }
+}
+
+#[test]
+fn bt24_bt26_windows_names_and_edge_spaces_warn() {
+    let c = Case::new();
+    for name in [
+        "CON",
+        "nul.txt",
+        "COM1.html",
+        "trail.",
+        "a:b.txt",
+        " lead.html",
+        "trail.html ",
+    ] {
+        c.write(name, b"x");
+    }
+    let (r, bytes) = c.built(&["--json"]);
+    assert_eq!(keys(&bytes).len(), 8, "all kept");
+    let w = warnings(&r);
+    for name in ["/CON", "/nul.txt", "/COM1.html", "/trail.", "/a:b.txt"] {
+        assert!(
+            w.iter().any(|(f, m)| f == name && m.contains("Windows")),
+            "{name}: {w:?}"
+        );
+    }
+    for name in ["/ lead.html", "/trail.html "] {
+        assert!(
+            w.iter().any(|(f, m)| f == name && m.contains("spaces")),
+            "{name}: {w:?}"
+        );
+    }
+}
+
+#[test]
+fn bt25_long_keys_warn_above_2_kib() {
+    // (Keys over 16 KiB are refused by `walk` too, but such a tree cannot be
+    // made through absolute paths under PATH_MAX, so that half is untested.)
+    let c = Case::new();
+    let seg = "d".repeat(200);
+    let deep: Vec<&str> = std::iter::repeat_n(seg.as_str(), 11).collect();
+    c.write(&format!("{}/page.html", deep.join("/")), b"x");
+    let (r, _) = c.built(&["--json"]);
+    let w = warnings(&r);
+    assert!(
+        w.iter().any(|(_, m)| m.contains("longer than 2 KiB")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn bt31_host_like_directory_redirects_path_absolute() {
+    let c = Case::new();
+    c.write("google.com/index.html", b"<p>g</p>");
+    let (_, _) = c.built(&[]);
+    let r = run(&[
+        "resolve".as_ref(),
+        c.out.as_os_str(),
+        "/google.com".as_ref(),
+    ]);
+    let v = r.json();
+    assert_eq!(v["status"], 307, "{v}");
+    assert_eq!(v["location"], "/google.com/");
+}
+
+#[test]
+fn bt35_incompressible_file_has_no_variants() {
+    let c = Case::new();
+    c.write("noise.txt", &noise("bt35", 64 * 1024));
+    let (_, bytes) = c.built(&[]);
+    let b = Bundle::open(&bytes[..]).unwrap();
+    let a = b.find_asset("/noise.txt").unwrap();
+    assert_eq!(
+        b.variants(a.blob).count(),
+        0,
+        "random bytes do not compress"
+    );
+    let r = run(&[
+        "resolve".as_ref(),
+        c.out.as_os_str(),
+        "/noise.txt".as_ref(),
+        "-H".as_ref(),
+        "Accept-Encoding: br, gzip".as_ref(),
+    ]);
+    let v = r.json();
+    assert_eq!(v["encoding"], "identity");
+    assert!(v["headers"].get("vary").is_none(), "{v}");
+}
