@@ -3,9 +3,11 @@
 //! `spec/security.md` §5 (laid out in a temp dir, with the
 //! `OUTSIDE-ROOT-CANARY` file next to `dist/`), behind an upstream fallback
 //! stub. Each `must_not` token, `expect_status_in` and `expect` rule is
-//! checked the way `tools/attack.py` checks it. Cases whose status is wrong
-//! because of a known bug in src/ are listed in `KNOWN` and checked strictly
-//! by the ignored test `known_bugs_strict`.
+//! checked the way `tools/attack.py` checks it. A case whose status is
+//! wrong because of a known problem in src/ may be listed in `KNOWN` (its
+//! `must_not` rules still hold); `every_case_strictly` allows none. (The
+//! last one, MTH-005, a `#` in the target, is fixed by
+//! `serve::fragment`.)
 
 mod support;
 
@@ -27,12 +29,7 @@ const APP_JS_SIZE: usize = 65536;
 
 /// Cases that fail only their status expectation, because of a known
 /// problem: (id, why). Their `must_not` rules are still enforced.
-const KNOWN: &[(&str, &str)] = &[
-    (
-        "MTH-005",
-        "LIMITATION: the http crate drops a '#fragment' from the request-target before sitepack sees it, so /index.html#/../_redirects is answered as /index.html (307 to /); nothing internal is served",
-    ),
-];
+const KNOWN: &[(&str, &str)] = &[];
 
 const HEADERS_FILE: &str = "# FIXTURE:_headers\n/assets/*\n  Cache-Control: public, max-age=31536000, immutable\n\n/*\n  X-Content-Type-Options: nosniff\n";
 const REDIRECTS_FILE: &str = "# FIXTURE:_redirects\n/old/*   /:splat                      301\n/go/*    https://example.org/:splat   302\n/legacy  /docs/                       308\n/spa/*   /index.html                  200\n";
@@ -1087,8 +1084,7 @@ fn attack_corpus_must_not_with_404_page() {
 }
 
 #[test]
-#[ignore = "known limitation: see KNOWN (MTH-005: the http crate drops a #fragment before sitepack sees the target)"]
-fn known_bugs_strict() {
+fn every_case_strictly() {
     let (passed, failed, _) = run_corpus(&[], true, true);
     println!("{passed} passed, {} failed", failed.len());
     assert!(failed.is_empty(), "{}", failed.join("\n"));

@@ -5,6 +5,7 @@
 //! that is a zero-copy slice of the mapping. Requests routed to the Worker go
 //! to the [`Worker`] hook.
 
+pub mod fragment;
 pub mod reload;
 pub mod respond;
 pub mod worker;
@@ -580,7 +581,7 @@ async fn serve_with(
                 return;
             }
             let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(fragment::FragmentGuard::new(stream)), service)
                 .into_owned();
             let _ = watcher.watch(conn).await;
             drop(permit);

@@ -1,0 +1,263 @@
+//! Refusing a `#fragment` in an HTTP/1 request-target (RFC 9112 §3.2: the
+//! request-target has no fragment; CVE-2025-32395 class).
+//!
+//! hyper hands the target to `http::Uri`, which silently drops everything
+//! from `#` on, so `/index.html#/../_redirects` would reach the router as
+//! `/index.html`. This reader sits between the socket and hyper and follows
+//! the HTTP/1 framing just enough to find each request line: in the target
+//! it turns `#` into a byte the HTTP parser refuses, so hyper itself answers
+//! 400. Whenever the framing is not certain (chunked or upgraded bodies, an
+//! HTTP/2 preface, an oversized line) it stops looking for the rest of the
+//! connection and passes bytes through untouched: it can miss a fragment,
+//! but never alters a body.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Longest header line that is followed; a longer one stops the filter
+/// (hyper's own limits refuse such heads anyway).
+const MAX_LINE: usize = 8 * 1024;
+
+/// Where the next byte falls in the HTTP/1 stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Request line, before the first space (the method).
+    Method { len: usize },
+    /// Request line, inside the target.
+    Target,
+    /// Request line, after the target (the version).
+    Version,
+    /// A header line; `line` holds its start (for the framing fields).
+    Header,
+    /// `left` bytes of a Content-Length body.
+    Body { left: u64 },
+    /// Framing no longer followed: bytes pass untouched.
+    Passthrough,
+}
+
+/// What this request's header lines said about the body.
+#[derive(Debug, Default)]
+struct Framing {
+    content_length: Option<u64>,
+    unknown: bool,
+}
+
+/// The byte a `#` in a request-target becomes: a control byte, which the
+/// HTTP/1 parser refuses with 400.
+const REFUSED: u8 = 0x01;
+
+/// An HTTP/1 connection's read side with fragments made unparseable.
+pub struct FragmentGuard<S> {
+    inner: S,
+    state: State,
+    line: Vec<u8>,
+    framing: Framing,
+}
+
+impl<S> FragmentGuard<S> {
+    pub fn new(inner: S) -> Self {
+        FragmentGuard {
+            inner,
+            state: State::Method { len: 0 },
+            line: Vec::new(),
+            framing: Framing::default(),
+        }
+    }
+
+    /// Follows (and edits) freshly read bytes.
+    fn scan(&mut self, bytes: &mut [u8]) {
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            match self.state {
+                State::Passthrough => return,
+                State::Body { left } => {
+                    let take = left.min((bytes.len() - i) as u64);
+                    i += take as usize;
+                    let left = left - take;
+                    self.state = if left == 0 {
+                        State::Method { len: 0 }
+                    } else {
+                        State::Body { left }
+                    };
+                    continue;
+                }
+                State::Method { len } => match b {
+                    // Blank lines before a request line are allowed.
+                    b'\r' | b'\n' if len == 0 => {}
+                    b' ' if len > 0 => self.state = State::Target,
+                    // The HTTP/2 preface (`PRI * HTTP/2.0␍␊␍␊SM␍␊`) falls
+                    // through to here at `␍` after `SM`: from then on, h2
+                    // frames pass untouched.
+                    _ if b.is_ascii_uppercase() && len < 32 => {
+                        self.state = State::Method { len: len + 1 }
+                    }
+                    _ => self.state = State::Passthrough,
+                },
+                State::Target => match b {
+                    b'#' => bytes[i] = REFUSED,
+                    b' ' => self.state = State::Version,
+                    b'\n' => self.state = State::Passthrough,
+                    _ => {}
+                },
+                State::Version => {
+                    if b == b'\n' {
+                        self.state = State::Header;
+                        self.line.clear();
+                        self.framing = Framing::default();
+                    }
+                }
+                State::Header => {
+                    if b == b'\n' {
+                        let line = std::mem::take(&mut self.line);
+                        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                        if line.is_empty() {
+                            self.state = self.after_head();
+                        } else {
+                            self.header_line(line);
+                        }
+                    } else if self.line.len() < MAX_LINE {
+                        self.line.push(b);
+                    } else {
+                        self.state = State::Passthrough;
+                    }
+                }
+            }
+            i += 1;
+        }
+    }
+
+    fn header_line(&mut self, line: &[u8]) {
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            self.framing.unknown = true;
+            return;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            match (n, self.framing.content_length) {
+                (Some(n), None) => self.framing.content_length = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => self.framing.unknown = true,
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"connection")
+                && value
+                    .to_ascii_lowercase()
+                    .windows(7)
+                    .any(|w| w == b"upgrade")
+        {
+            self.framing.unknown = true;
+        }
+    }
+
+    fn after_head(&mut self) -> State {
+        match self.framing {
+            Framing { unknown: true, .. } => State::Passthrough,
+            Framing {
+                content_length: Some(n),
+                ..
+            } if n > 0 => State::Body { left: n },
+            _ => State::Method { len: 0 },
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FragmentGuard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && self.state != State::Passthrough {
+            let fresh = &mut buf.filled_mut()[before..];
+            self.scan(fresh);
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FragmentGuard<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in chunks of `step` bytes; returns what hyper would see.
+    fn run(input: &[u8], step: usize) -> Vec<u8> {
+        let mut g = FragmentGuard::new(());
+        let mut out = input.to_vec();
+        for chunk in out.chunks_mut(step) {
+            g.scan(chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn fragments_in_targets_are_refused_bodies_untouched() {
+        let input = b"GET /index.html#/../_redirects HTTP/1.1\r\nHost: a\r\n\r\n\
+POST /w#x HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\nbody#GET /#x\
+GET /ok HTTP/1.1\r\nHost: a\r\n\r\nGET /b?q=1#f HTTP/1.1\r\n\r\n";
+        for step in [1, 3, 7, input.len()] {
+            let out = run(input, step);
+            let text = String::from_utf8_lossy(&out).into_owned();
+            assert!(
+                text.contains("GET /index.html\u{1}/../_redirects HTTP/1.1"),
+                "{step}: {text}"
+            );
+            assert!(text.contains("POST /w\u{1}x"), "{step}");
+            assert!(
+                text.contains("\r\n\r\nbody#GET /#x"),
+                "{step}: the body is untouched"
+            );
+            assert!(text.contains("GET /b?q=1\u{1}f HTTP"), "{step}");
+            assert_eq!(out.iter().filter(|&&b| b == REFUSED).count(), 3, "{step}");
+        }
+    }
+
+    #[test]
+    fn uncertain_framing_passes_everything_through() {
+        for input in [
+            &b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab#cd\r\n0\r\n\r\nGET /#x HTTP/1.1\r\n\r\n"[..],
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n#####",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n#",
+            b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nab#dGET /#x HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(run(input, 5), input, "{}", String::from_utf8_lossy(input));
+        }
+    }
+}
