@@ -108,11 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let takes_rules = outcome.takes_header_rules();
     let mut resp = respond::respond(&site, outcome, scratch.location(), &info);
     if takes_rules {
-        // The port is not part of a rule's host, as in `serve`.
-        let hostname = match host.rsplit_once(':') {
-            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-            _ => host.as_str(),
-        };
+        let hostname = crate::serve::host_without_port(&host);
         router.apply_headers(Some(hostname), scratch.raw_path(), resp.headers_mut());
     }
     doc["status"] = json!(resp.status().as_u16());

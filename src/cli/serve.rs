@@ -45,7 +45,8 @@ fn cached_build(dir: &Path, config: &Config) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let set = build::walk::walk(dir, &WalkOptions::default())?;
     let mut h = blake3::Hasher::new();
-    h.update(dir.canonicalize()?.as_os_str().as_encoded_bytes());
+    let canonical = dir.canonicalize()?;
+    h.update(canonical.as_os_str().as_encoded_bytes());
     h.update(format!("{config:?}{}", env!("CARGO_PKG_VERSION")).as_bytes());
     h.update(set.headers_text.as_deref().unwrap_or("").as_bytes());
     h.update(set.redirects_text.as_deref().unwrap_or("").as_bytes());
@@ -69,7 +70,7 @@ fn cached_build(dir: &Path, config: &Config) -> anyhow::Result<PathBuf> {
     let out = cache.join(format!("{}.pack", &h.finalize().to_hex()[..24]));
     // The last bundle built for this directory: its variants are reused, so
     // an edit recompresses only the files it changed.
-    let dir_key = blake3::hash(dir.canonicalize()?.as_os_str().as_encoded_bytes());
+    let dir_key = blake3::hash(canonical.as_os_str().as_encoded_bytes());
     let last_file = cache.join(format!("{}.last", &dir_key.to_hex()[..24]));
     let last = std::fs::read_to_string(&last_file)
         .ok()

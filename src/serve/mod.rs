@@ -233,16 +233,18 @@ fn answer<B>(
 fn host_of<B>(req: &Request<B>) -> Option<&str> {
     let host = match req.uri().host() {
         Some(h) => h,
-        None => {
-            let h = req.headers().get(http::header::HOST)?.to_str().ok()?;
-            match h.rsplit_once(':') {
-                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-                _ => h,
-            }
-        }
+        None => host_without_port(req.headers().get(http::header::HOST)?.to_str().ok()?),
     };
     // Rules hold lower-case host names; an upper-case Host simply misses.
     Some(host)
+}
+
+/// `host[:port]` without the port: rules name hosts only.
+pub(crate) fn host_without_port(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => authority,
+    }
 }
 
 fn host_header<B>(req: &Request<B>) -> Option<&str> {
@@ -356,17 +358,17 @@ fn access_line(
         http::Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP/?",
     };
-    let (clf, rfc3339) = log_times(time);
+    let when = log_time(time, fmt);
     match fmt {
         AccessLog::Common => format!(
             "{ip} - - [{}] \"{} {} {version}\" {status} {}",
-            clf,
+            when,
             log_escape(method.as_str()),
             log_escape(target),
             size.map_or("-".to_string(), |n| n.to_string()),
         ),
         AccessLog::Json => serde_json::json!({
-            "time": rfc3339,
+            "time": when,
             "remote": ip,
             "method": method.as_str(),
             "target": target,
@@ -395,11 +397,11 @@ fn log_escape(s: &str) -> String {
     out
 }
 
-/// `time` in UTC as Common Log Format (`10/Oct/2000:20:55:36 +0000`) and
-/// RFC 3339 (`2000-10-10T20:55:36Z`), cut from `httpdate`'s fixed-width
+/// `time` in UTC as Common Log Format (`10/Oct/2000:20:55:36 +0000`) or
+/// RFC 3339 (`2000-10-10T20:55:36Z`) for JSON, cut from `httpdate`'s fixed-width
 /// IMF-fixdate (`Tue, 10 Oct 2000 20:55:36 GMT`). Times before 1970 are
 /// clamped to the epoch (httpdate's range starts there).
-fn log_times(time: std::time::SystemTime) -> (String, String) {
+fn log_time(time: std::time::SystemTime, fmt: AccessLog) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -407,10 +409,10 @@ fn log_times(time: std::time::SystemTime) -> (String, String) {
     let part = |r: std::ops::Range<usize>| d.get(r).unwrap_or("?");
     let (day, mon, year, hms) = (part(5..7), part(8..11), part(12..16), part(17..25));
     let month = MONTHS.iter().position(|m| *m == mon).map_or(0, |i| i + 1);
-    (
-        format!("{day}/{mon}/{year}:{hms} +0000"),
-        format!("{year}-{month:02}-{day}T{hms}Z"),
-    )
+    match fmt {
+        AccessLog::Common => format!("{day}/{mon}/{year}:{hms} +0000"),
+        AccessLog::Json => format!("{year}-{month:02}-{day}T{hms}Z"),
+    }
 }
 
 /// Connection limits. A slow or hostile client cannot pin the server: the
@@ -606,7 +608,8 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64) -> (String, String) {
-        log_times(UNIX_EPOCH + Duration::from_secs(secs))
+        let t = UNIX_EPOCH + Duration::from_secs(secs);
+        (log_time(t, AccessLog::Common), log_time(t, AccessLog::Json))
     }
 
     #[test]
@@ -631,7 +634,7 @@ mod tests {
         assert_eq!(at(253_402_300_799).1, "9999-12-31T23:59:59Z");
         // Before the epoch: clamped.
         assert_eq!(
-            log_times(UNIX_EPOCH - Duration::from_secs(1)).1,
+            log_time(UNIX_EPOCH - Duration::from_secs(1), AccessLog::Json),
             "1970-01-01T00:00:00Z"
         );
     }
