@@ -1,8 +1,10 @@
-//! The build pipeline: walk → encode (read, hash, compress in parallel) →
-//! routes → write the bundle atomically.
+//! The build pipeline: walk → encode (read, hash, compress in parallel,
+//! streamed to the output in blob order) → routes → index, published
+//! atomically.
 
 pub mod encode;
 pub mod routes;
+pub mod stream;
 pub mod walk;
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,13 +13,12 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::format::layout::{action, encoding, NO_ASSET};
 pub use crate::format::write::temp_prefix;
-use crate::format::write::{self, AssetSpec, BlobSpec, BundleSpec, RouteSpec};
+use crate::format::write::{self, AssetSpec, BlobSpec, BundleSpec, BundleWriter, RouteSpec};
 pub use encode::Compression;
 pub use walk::WalkOptions;
 
@@ -202,13 +203,21 @@ pub fn build_reusing(
             None
         }
     });
-    let (spec, reused) =
-        assemble_reusing(&set, &opts.config, opts.compression, old.as_ref(), progress)?;
-    write::publish(&spec, &opts.output, check_written)?;
+    let (spec, encoded) = write::publish_with(
+        &opts.output,
+        |file, tmp| {
+            let io = |e| BuildError::io(tmp, e);
+            let mut bw = BundleWriter::new(file).map_err(io)?;
+            let enc =
+                stream::encode_files(&set, opts.compression, old.as_ref(), progress, &mut bw, tmp)?;
+            let spec = index_spec(&set, &opts.config, opts.compression, &enc);
+            bw.finish(&spec).map_err(io)?;
+            Ok::<_, BuildError>((spec, enc))
+        },
+        check_written,
+    )?;
     progress.finish();
-    let mut r = report(&spec, &opts.output, set.warnings);
-    r.reused = reused;
-    Ok(r)
+    Ok(report(&spec, &encoded, &opts.output, set.warnings))
 }
 
 /// The variants of an older bundle, by content hash, for `--reuse`.
@@ -358,9 +367,8 @@ fn check_written(path: &Path) -> Result<(), String> {
     b.verify().map_err(|e| e.to_string())
 }
 
-/// Reads, hashes and compresses the file set into a bundle spec. Reads and
-/// compression run on the rayon pool, largest first so one big file does not
-/// finish alone at the end; the result does not depend on the schedule.
+/// Reads, hashes and compresses the file set into an in-memory bundle spec
+/// (the pipeline of [`stream`], its blobs kept instead of written).
 pub fn assemble(
     set: &walk::FileSet,
     config: &Config,
@@ -378,112 +386,42 @@ pub fn assemble_reusing(
     reuse: Option<&Reuse>,
     progress: &dyn Progress,
 ) -> Result<(BundleSpec, Reused), BuildError> {
-    let total: u64 = set.files.iter().map(|f| f.len).sum();
-    progress.start(set.files.len() as u64, total);
+    let mut blobs: Vec<BlobSpec> = Vec::new();
+    let enc = stream::encode_files(set, level, reuse, progress, &mut blobs, Path::new("memory"))?;
+    let mut spec = index_spec(set, config, level, &enc);
+    spec.blobs = blobs;
+    Ok((spec, enc.reused))
+}
 
-    let contents: Vec<Result<Vec<u8>, String>> =
-        set.files.par_iter().map(encode::read_checked).collect();
-    let mut problems = Vec::new();
-    let mut datas = Vec::with_capacity(contents.len());
-    for (f, r) in set.files.iter().zip(contents) {
-        match r {
-            Ok(d) => datas.push(d),
-            Err(rule) => {
-                problems.push(Problem {
-                    path: f.key.clone(),
-                    rule,
-                });
-                datas.push(Vec::new());
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(BuildError::Tree(problems));
-    }
-
-    // Distinct contents in first-seen key order: stable blob numbering.
-    let hashes: Vec<[u8; 32]> = datas
-        .par_iter()
-        .map(|d| *blake3::hash(d).as_bytes())
-        .collect();
-    let mut blob_of: HashMap<[u8; 32], u32> = HashMap::new();
-    let mut blobs: Vec<(usize, bool)> = Vec::new(); // (first file, compressible)
-    let mut assets = Vec::with_capacity(set.files.len());
-    for (i, f) in set.files.iter().enumerate() {
-        let ct = encode::content_type(&f.key);
-        let squeeze = encode::compressible(ct.as_deref());
-        let id = *blob_of.entry(hashes[i]).or_insert_with(|| {
-            blobs.push((i, false));
-            (blobs.len() - 1) as u32
-        });
-        blobs[id as usize].1 |= squeeze;
-        assets.push(AssetSpec {
+/// Everything of the bundle but its blobs: assets in key order, routes and
+/// rule texts.
+fn index_spec(
+    set: &walk::FileSet,
+    config: &Config,
+    level: Compression,
+    enc: &stream::Encoded,
+) -> BundleSpec {
+    let assets: Vec<AssetSpec> = set
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| AssetSpec {
             key: f.key.clone(),
-            content_type: ct,
-            blob: id,
-            etag: encode::etag_hash(&datas[i], &f.key),
-        });
-    }
-
-    let mut order: Vec<usize> = (0..blobs.len()).collect();
-    order.sort_by_key(|&b| std::cmp::Reverse(datas[blobs[b].0].len()));
-    // One job per blob: rayon's default splitting assumes items of equal
-    // cost and would leave one thread a sequential chunk of the largest
-    // files (measured: one thread compressing alone for 4 s of a 5.5 s
-    // build while the other idled).
-    let mut encoded: Vec<(usize, std::io::Result<Variants>, bool)> = order
-        .into_par_iter()
-        .with_max_len(1)
-        .map(|b| {
-            let (file, squeeze) = blobs[b];
-            let data = &datas[file];
-            let old = reuse
-                .filter(|_| squeeze)
-                .and_then(|r| r.variants(&hashes[file]));
-            let was_reused = old.is_some();
-            let v = match old {
-                Some(v) => Ok(v),
-                None if squeeze => encode::compress(data, level),
-                None => Ok(Vec::new()),
-            };
-            progress.advance(data.len() as u64);
-            (b, v, was_reused)
+            content_type: encode::content_type(&f.key),
+            blob: enc.blob_of_file[i],
+            etag: enc.etag_of_file[i],
         })
         .collect();
-    encoded.sort_by_key(|(b, _, _)| *b);
-    let mut reused = Reused::default();
-    for (b, _, was_reused) in &encoded {
-        if *was_reused {
-            reused.blobs += 1;
-            reused.bytes_in += datas[blobs[*b].0].len() as u64;
-        }
-    }
-
-    let mut datas: Vec<Option<Vec<u8>>> = datas.into_iter().map(Some).collect();
-    let mut blob_specs = Vec::with_capacity(blobs.len());
-    for ((b, variants, _), (file, _)) in encoded.into_iter().zip(&blobs) {
-        let variants = variants.map_err(|e| {
-            BuildError::Input(format!("{}: compression failed: {e}", set.files[*file].key))
-        })?;
-        blob_specs.push(BlobSpec {
-            data: datas[*file].take().unwrap_or_default(),
-            hash: hashes[*file],
-            variants,
-        });
-        debug_assert_eq!(b, blob_specs.len() - 1);
-    }
-
     let routes = compile_routes(&assets, config);
-    let spec = BundleSpec {
+    BundleSpec {
         config: config.clone(),
         compression: level.policy_id(),
         assets,
-        blobs: blob_specs,
+        blobs: Vec::new(),
         routes,
         headers_text: set.headers_text.clone(),
         redirects_text: set.redirects_text.clone(),
-    };
-    Ok((spec, reused))
+    }
 }
 
 /// The route table: every asset's own key, plus every request path that
@@ -533,40 +471,35 @@ pub fn compile_routes(assets: &[AssetSpec], config: &Config) -> Vec<RouteSpec> {
     table.into_values().collect()
 }
 
-fn report(spec: &BundleSpec, out: &Path, warnings: Vec<Warning>) -> BuildReport {
+fn report(
+    spec: &BundleSpec,
+    enc: &stream::Encoded,
+    out: &Path,
+    warnings: Vec<Warning>,
+) -> BuildReport {
     let mut encodings = std::collections::BTreeMap::new();
     for code in [encoding::BR, encoding::GZIP, encoding::ZSTD] {
+        let (count, bytes) = enc.variants.get(&code).copied().unwrap_or_default();
         encodings.insert(
             encoding::name(code).unwrap_or("?").to_string(),
-            EncodingStats::default(),
+            EncodingStats { count, bytes },
         );
-    }
-    let mut bytes_out = 0u64;
-    for b in &spec.blobs {
-        bytes_out += b.data.len() as u64;
-        for (code, v) in &b.variants {
-            bytes_out += v.len() as u64;
-            if let Some(e) = encoding::name(*code).and_then(|n| encodings.get_mut(n)) {
-                e.count += 1;
-                e.bytes += v.len() as u64;
-            }
-        }
     }
     let bytes_in = spec
         .assets
         .iter()
-        .map(|a| spec.blobs[a.blob as usize].data.len() as u64)
+        .map(|a| enc.blob_lens[a.blob as usize])
         .sum();
     BuildReport {
         format: 1,
         bundle: out.display().to_string(),
         files: spec.assets.len() as u64,
-        blobs: spec.blobs.len() as u64,
+        blobs: enc.blob_lens.len() as u64,
         routes: spec.routes.len() as u64,
         bytes_in,
-        bytes_out,
+        bytes_out: enc.bytes_out,
         encodings,
-        reused: Reused::default(),
+        reused: enc.reused.clone(),
         warnings,
     }
 }

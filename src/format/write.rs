@@ -90,39 +90,107 @@ fn u32_of(n: usize) -> io::Result<u32> {
     u32::try_from(n).map_err(|_| io::Error::other("bundle too large: a count exceeds u32"))
 }
 
-/// Writes the bundle for `spec` to `w`, which must start empty at offset 0.
-pub fn write_bundle<W: Write + Seek>(spec: &BundleSpec, w: W) -> io::Result<()> {
-    let mut w = BufWriter::with_capacity(1 << 20, w);
-    w.write_all(&[0u8; HEADER_LEN])?;
-    let mut pos = HEADER_LEN as u64;
+/// Where a build's blobs go, one at a time in blob order: a
+/// [`BundleWriter`] streams them to the output file; a `Vec<BlobSpec>` keeps
+/// them (for [`write_bundle`] and tests).
+pub trait BlobSink {
+    /// Takes blob number N (its identity bytes, their BLAKE3 and the stored
+    /// variants in encoding-code order) for the Nth call.
+    fn blob(&mut self, data: &[u8], hash: &[u8; 32], variants: &[(u8, Vec<u8>)]) -> io::Result<()>;
+}
 
-    let mut blob_records = Vec::with_capacity(spec.blobs.len());
-    let mut variant_records = Vec::new();
-    for blob in &spec.blobs {
-        let offset = pos;
-        w.write_all(&blob.data)?;
-        pos += blob.data.len() as u64;
-        let first = u32_of(variant_records.len())?;
-        for (enc, bytes) in &blob.variants {
-            variant_records.push(VariantRecord {
+impl BlobSink for Vec<BlobSpec> {
+    fn blob(&mut self, data: &[u8], hash: &[u8; 32], variants: &[(u8, Vec<u8>)]) -> io::Result<()> {
+        self.push(BlobSpec {
+            data: data.to_vec(),
+            hash: *hash,
+            variants: variants.to_vec(),
+        });
+        Ok(())
+    }
+}
+
+/// Writes a bundle in one pass: blob bytes as they come (so a build holds
+/// only the blobs in flight, not the site), then the index
+/// ([`finish`](Self::finish)), then the header, which carries the index
+/// checksum, patched at offset 0.
+pub struct BundleWriter<W: Write + Seek> {
+    w: BufWriter<W>,
+    pos: u64,
+    blob_records: Vec<BlobRecord>,
+    variant_records: Vec<VariantRecord>,
+}
+
+impl<W: Write + Seek> BundleWriter<W> {
+    /// Starts a bundle in `w`, which must be empty at offset 0.
+    pub fn new(w: W) -> io::Result<Self> {
+        let mut w = BufWriter::with_capacity(1 << 20, w);
+        w.write_all(&[0u8; HEADER_LEN])?;
+        Ok(BundleWriter {
+            w,
+            pos: HEADER_LEN as u64,
+            blob_records: Vec::new(),
+            variant_records: Vec::new(),
+        })
+    }
+
+    /// Blobs written so far.
+    pub fn blob_count(&self) -> usize {
+        self.blob_records.len()
+    }
+
+    /// Writes the index for `spec` (everything but `spec.blobs`, which must
+    /// be empty or the blobs already passed to [`BlobSink::blob`]) and the
+    /// header.
+    pub fn finish(self, spec: &BundleSpec) -> io::Result<()> {
+        write_index(spec, self)
+    }
+}
+
+impl<W: Write + Seek> BlobSink for BundleWriter<W> {
+    fn blob(&mut self, data: &[u8], hash: &[u8; 32], variants: &[(u8, Vec<u8>)]) -> io::Result<()> {
+        let offset = self.pos;
+        self.w.write_all(data)?;
+        self.pos += data.len() as u64;
+        let first = u32_of(self.variant_records.len())?;
+        for (enc, bytes) in variants {
+            self.variant_records.push(VariantRecord {
                 encoding: *enc,
                 reserved: [0; 7],
-                offset: U64::new(pos),
+                offset: U64::new(self.pos),
                 len: U64::new(bytes.len() as u64),
                 hash: *blake3::hash(bytes).as_bytes(),
             });
-            w.write_all(bytes)?;
-            pos += bytes.len() as u64;
+            self.w.write_all(bytes)?;
+            self.pos += bytes.len() as u64;
         }
-        blob_records.push(BlobRecord {
-            hash: blob.hash,
+        self.blob_records.push(BlobRecord {
+            hash: *hash,
             offset: U64::new(offset),
-            len: U64::new(blob.data.len() as u64),
+            len: U64::new(data.len() as u64),
             variant_first: U32::new(first),
-            variant_count: U32::new(u32_of(blob.variants.len())?),
+            variant_count: U32::new(u32_of(variants.len())?),
         });
+        Ok(())
     }
+}
 
+/// Writes the bundle for `spec` to `w`, which must start empty at offset 0.
+pub fn write_bundle<W: Write + Seek>(spec: &BundleSpec, w: W) -> io::Result<()> {
+    let mut bw = BundleWriter::new(w)?;
+    for blob in &spec.blobs {
+        bw.blob(&blob.data, &blob.hash, &blob.variants)?;
+    }
+    bw.finish(spec)
+}
+
+fn write_index<W: Write + Seek>(spec: &BundleSpec, bw: BundleWriter<W>) -> io::Result<()> {
+    let BundleWriter {
+        mut w,
+        pos,
+        blob_records,
+        variant_records,
+    } = bw;
     let mut strings = Strings::default();
     let cfg = &spec.config;
     let config = ConfigRecord {
@@ -492,15 +560,30 @@ pub fn temp_prefix(name: &str) -> String {
     format!(".{name}.tmp-")
 }
 
-/// Writes `spec` to `out` atomically: temp file in the same directory, fsync,
-/// `check` on the written file, rename over `out`, fsync the directory. On
-/// any error the previous file at `out` is untouched and the temp file is
-/// removed.
+/// Writes `spec` to `out` atomically (see [`publish_with`]).
 pub fn publish(
     spec: &BundleSpec,
     out: &Path,
     check: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<(), PublishError> {
+    publish_with(
+        out,
+        |file, path| {
+            write_bundle(spec, file).map_err(|e| PublishError::io(path, "cannot write", e))
+        },
+        check,
+    )
+}
+
+/// Publishes what `write` puts in a fresh temp file in `out`'s directory:
+/// fsync, `check` on the written file, rename over `out`, fsync the
+/// directory. On any error, `write`'s included, the previous file at `out`
+/// is untouched and the temp file is removed.
+pub fn publish_with<T, E: From<PublishError>>(
+    out: &Path,
+    write: impl FnOnce(&mut File, &Path) -> Result<T, E>,
+    check: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<T, E> {
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -520,16 +603,18 @@ pub fn publish(
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(&dir)
         .map_err(|e| PublishError::io(&dir, "cannot create a temp file in", e))?;
-    write_bundle(spec, tmp.as_file_mut())
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| PublishError::io(tmp.path(), "cannot write", e))?;
-    check(tmp.path()).map_err(|m| PublishError::new(tmp.path(), &m))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let value = write(tmp.as_file_mut(), &tmp_path)?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| PublishError::io(&tmp_path, "cannot write", e))?;
+    check(&tmp_path).map_err(|m| PublishError::new(&tmp_path, &m))?;
     tmp.persist(out)
         .map_err(|e| PublishError::io(out, "cannot rename the temp file to", e.error))?;
     File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| PublishError::io(&dir, "cannot fsync", e))?;
-    Ok(())
+    Ok(value)
 }
 
 /// Fails before any work when the output cannot be published (BT-56, BT-61).
@@ -592,7 +677,7 @@ impl PublishError {
             message: message.to_string(),
         }
     }
-    fn io(path: &Path, what: &str, e: io::Error) -> Self {
+    pub fn io(path: &Path, what: &str, e: io::Error) -> Self {
         PublishError {
             path: path.display().to_string(),
             message: format!("{what}: {e}"),
