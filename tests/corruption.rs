@@ -634,3 +634,59 @@ fn random_resigned_index_edits_never_panic() {
         })
         .unwrap();
 }
+
+/// An index large enough (≥ 4 MiB) that `open` hashes it on the rayon pool
+/// beside validation: the same checks hold on that path.
+#[test]
+fn large_index_is_checked_on_the_parallel_path() {
+    use sitepack::format::layout::action;
+    use sitepack::format::write::{write_bundle, AssetSpec, BlobSpec, BundleSpec, RouteSpec};
+    let mut spec = BundleSpec::default();
+    for i in 0..40_000u32 {
+        let key = format!("/section-{:02}/page-{i:06}.html", i % 50);
+        let data = key.clone().into_bytes();
+        spec.blobs.push(BlobSpec {
+            hash: *blake3::hash(&data).as_bytes(),
+            data,
+            variants: Vec::new(),
+        });
+        spec.routes.push(RouteSpec {
+            path: key.trim_end_matches(".html").to_string(),
+            action: action::SERVE,
+            status: 200,
+            asset: i,
+            location: String::new(),
+            exact_asset: i,
+        });
+        spec.assets.push(AssetSpec {
+            key,
+            content_type: None,
+            blob: i,
+            etag: [0; 16],
+        });
+    }
+    spec.assets.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut out = std::io::Cursor::new(Vec::new());
+    write_bundle(&spec, &mut out).unwrap();
+    let b = out.into_inner();
+    let start = index_start(&b);
+    assert!(
+        b.len() - start >= 4 << 20,
+        "index is only {} bytes",
+        b.len() - start
+    );
+    let bundle = Bundle::open(&b[..]).unwrap();
+    assert_eq!(bundle.asset_count(), 40_000);
+    for at in [start, start + (b.len() - start) / 2, b.len() - 1] {
+        let mut m = b.clone();
+        m[at] ^= 0x20;
+        assert!(
+            matches!(Bundle::open(&m[..]), Err(FormatError::Checksum)),
+            "flip at {at}"
+        );
+    }
+    let mut m = b.clone();
+    edit::<AssetRecord>(&mut m, section::ASSETS, 39_999, |a| a.blob.set(40_000));
+    resign(&mut m);
+    refused(&m, "asset 39999: blob index");
+}
