@@ -181,33 +181,35 @@ pub fn canonicalize<'a>(raw_target: &[u8], scratch: &'a mut Scratch) -> Result<T
     if raw_target.len() > MAX_TARGET_LEN {
         return Err(Reject::UriTooLong);
     }
-    for &b in raw_target {
-        if b <= b' ' || b == 0x7f {
-            return Err(Reject::BadRequest(
-                "control byte or space in request target",
-            ));
+    let scan = scan(raw_target)?;
+    let (path, query, plain) = if raw_target.first() == Some(&b'/') {
+        // Origin-form, nearly every request: the scan already split it.
+        match scan.query_at {
+            Some(i) => {
+                let (path, query) = raw_target.split_at_checked(i).unwrap_or((raw_target, &[]));
+                (path, query.get(1..).unwrap_or_default(), scan.plain)
+            }
+            None => (raw_target, &[][..], scan.plain),
         }
-        if b == b'#' {
-            return Err(Reject::BadRequest("fragment in request target"));
-        }
-    }
-    let target = strip_absolute_form(raw_target)?;
-    let (path, query) = match target.iter().position(|&b| b == b'?') {
-        Some(i) => {
-            let (path, query) = target.split_at_checked(i).unwrap_or((target, &[]));
-            (path, query.get(1..).unwrap_or_default())
-        }
-        None => (target, &[][..]),
+    } else {
+        let target = strip_absolute_form(raw_target)?;
+        let (path, query) = match target.iter().position(|&b| b == b'?') {
+            Some(i) => {
+                let (path, query) = target.split_at_checked(i).unwrap_or((target, &[]));
+                (path, query.get(1..).unwrap_or_default())
+            }
+            None => (target, &[][..]),
+        };
+        // Absolute-form without a path (`http://host?q`) means the root.
+        let path: &[u8] = if path.is_empty() { b"/" } else { path };
+        (path, query, false)
     };
-    // Absolute-form without a path (`http://host?q`) means the root.
-    let path: &[u8] = if path.is_empty() { b"/" } else { path };
     if path.first() != Some(&b'/') {
         return Err(Reject::BadRequest("request target must start with '/'"));
     }
 
     scratch.raw_path.clear();
     scratch.decoded.clear();
-    let plain = is_plain_path(path);
     if plain {
         // What the general steps below produce for such a path, byte for
         // byte (the unit test `plain_fast_path_equals_general_steps` checks
@@ -247,25 +249,88 @@ pub fn canonicalize<'a>(raw_target: &[u8], scratch: &'a mut Scratch) -> Result<T
     })
 }
 
-/// Whether `path` (starting with `/`) is already in canonical form: only `/`
-/// and `encodeURIComponent`-unreserved bytes, no empty segment inside (`//`)
-/// and no dot segment. Most request paths are; they skip the per-byte
-/// normalise-and-decode passes.
-fn is_plain_path(path: &[u8]) -> bool {
+/// What [`scan`] learns in its one pass over a request target.
+struct Scan {
+    /// Offset of the first `?`.
+    query_at: Option<usize>,
+    /// The part before the query starts with `/` and is already in
+    /// canonical form: only `/` and `encodeURIComponent`-unreserved bytes,
+    /// no empty segment inside (`//`) and no dot segment. Most request paths
+    /// are; they skip the per-byte normalise-and-decode passes.
+    plain: bool,
+}
+
+/// Byte classes for [`scan`].
+const UNRESERVED: u8 = 1;
+/// Control bytes, space, DEL and `#`: refused anywhere in a target.
+const FORBIDDEN: u8 = 2;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b <= b' ' || b == 0x7f || b == b'#' {
+            FORBIDDEN
+        } else if is_uri_component_unreserved(b) {
+            UNRESERVED
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
+
+/// One pass over the raw target: refuses control bytes, spaces and `#`
+/// anywhere (the first one found decides the message), finds the query and
+/// classifies the path part (see [`Scan::plain`]). On the hit path this
+/// replaced four passes (measured: canonicalisation was ~35 % of a resolve).
+fn scan(target: &[u8]) -> Result<Scan, Reject> {
+    let mut query_at = None;
+    let mut plain = target.first() == Some(&b'/');
     let mut segment_start = 0;
-    for (i, &b) in path.iter().enumerate() {
-        if b == b'/' {
-            let segment = path.get(segment_start..i).unwrap_or_default();
-            if i > 0 && matches!(segment, b"" | b"." | b"..") {
-                return false;
+    for (i, &b) in target.iter().enumerate() {
+        let class = CLASS[b as usize];
+        if class & FORBIDDEN != 0 {
+            return Err(Reject::BadRequest(if b == b'#' {
+                "fragment in request target"
+            } else {
+                "control byte or space in request target"
+            }));
+        }
+        if query_at.is_some() {
+            continue;
+        }
+        if b == b'?' {
+            query_at = Some(i);
+            let last = target.get(segment_start..i).unwrap_or_default();
+            plain &= !matches!(last, b"." | b"..");
+        } else if b == b'/' {
+            if i > 0 && is_dot_or_empty(target.get(segment_start..i).unwrap_or_default()) {
+                plain = false;
             }
             segment_start = i + 1;
-        } else if !is_uri_component_unreserved(b) {
-            return false;
+        } else if class & UNRESERVED == 0 {
+            plain = false;
         }
     }
-    let last = path.get(segment_start..).unwrap_or_default();
-    !matches!(last, b"." | b"..")
+    if query_at.is_none() {
+        let last = target.get(segment_start..).unwrap_or_default();
+        plain &= !matches!(last, b"." | b"..");
+    }
+    Ok(Scan { query_at, plain })
+}
+
+/// A segment that is empty (inside a path) or a dot segment.
+fn is_dot_or_empty(segment: &[u8]) -> bool {
+    matches!(segment, b"" | b"." | b"..")
+}
+
+/// [`Scan::plain`] for a path without a query.
+#[cfg(test)]
+fn is_plain_path(path: &[u8]) -> bool {
+    scan(path).is_ok_and(|s| s.plain && s.query_at.is_none())
 }
 
 /// Appends the `Location` value for a redirect to `decoded_target` (a decoded
@@ -467,7 +532,7 @@ fn needs_query_escape(b: u8) -> bool {
 }
 
 /// `encodeURIComponent` leaves exactly these unescaped.
-fn is_uri_component_unreserved(b: u8) -> bool {
+const fn is_uri_component_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -532,6 +597,14 @@ mod tests {
     fn plain_path_classification() {
         for p in ["/", "/a", "/a/", "/a.b/c-d_e~f", "/.well-known/x", "/a/..b"] {
             assert!(is_plain_path(p.as_bytes()), "{p}");
+        }
+        for (t, plain) in [
+            ("/a/?q", true),
+            ("/a/.?q", false),
+            ("/a//?q", false),
+            ("/a?b/../c", true),
+        ] {
+            assert_eq!(scan(t.as_bytes()).unwrap().plain, plain, "{t}");
         }
         for p in [
             "//", "/a//b", "/.", "/..", "/a/./b", "/a/../", "/%41", "/a:b", "/é",
