@@ -19,7 +19,7 @@ use crate::format::layout::encoding;
 pub enum Compression {
     /// Previews: fast levels everywhere.
     Fast,
-    /// Balanced: brotli 11 on small files, lower on large ones.
+    /// Balanced: brotli 10 up to 1 MiB, 9 above (docs/COMPRESSION.md).
     #[default]
     Default,
     /// Highest levels everywhere, whatever the time.
@@ -30,7 +30,7 @@ impl Compression {
     /// Bumped whenever a level, window or threshold below changes what
     /// `compress` produces: variants made under another policy are never
     /// reused (`ConfigRecord::compression`).
-    pub const POLICY: u32 = 2;
+    pub const POLICY: u32 = 3;
 
     /// The value stored in a bundle's `ConfigRecord::compression`.
     pub fn policy_id(self) -> u32 {
@@ -202,21 +202,45 @@ pub fn compress(data: &[u8], level: Compression) -> io::Result<Vec<(u8, Vec<u8>)
     Ok(out)
 }
 
-/// Brotli quality and window for a file of `len` bytes: the window holds the
-/// whole file, and is never below brotli's default 22 bits (4 MiB): with the
-/// `brotli` crate a small window makes small files *slower* at qualities
-/// 5–8 (1.4 ms instead of 61 µs for a 567-byte SVG at quality 5) and no
-/// smaller, and a decoder sizes its ring buffer by the stream, not the
-/// window, for a file that small.
-fn brotli_params(len: usize, level: Compression) -> (i32, i32) {
-    let window = (len.next_power_of_two().trailing_zeros() as i32).clamp(22, 24);
-    let quality = match level {
+/// Brotli quality for a file of `len` bytes under `level`.
+fn brotli_quality(len: usize, level: Compression) -> i32 {
+    match level {
         Compression::Fast => 5,
         Compression::Max => 11,
-        Compression::Default if len <= 1 << 20 => 11,
+        Compression::Default if len <= 1 << 20 => 10,
         Compression::Default => 9,
+    }
+}
+
+/// The brotli window for `len` bytes at `quality`: it holds the whole file
+/// (at most 24 bits). Qualities 10 and 11 use a binary-tree match finder
+/// whose tables the `brotli` crate sizes by the window, not the input, so
+/// the window fits the file (at least 10 bits, the format's minimum); below
+/// quality 10 it is never under brotli's default 22 bits (4 MiB), because
+/// there a small window makes small files *slower* with this crate (1.4 ms
+/// instead of 61 µs for a 567-byte SVG at quality 5) and no smaller, and a
+/// decoder sizes its ring buffer by the stream, not the window, for a file
+/// that small. Measurements in docs/COMPRESSION.md.
+pub fn brotli_window(len: usize, quality: i32) -> i32 {
+    let fit = len.max(1).next_power_of_two().trailing_zeros() as i32;
+    if quality >= 10 {
+        fit.clamp(10, 24)
+    } else {
+        fit.clamp(22, 24)
+    }
+}
+
+/// Brotli-compresses `data` at `quality` with [`brotli_window`].
+pub fn brotli(data: &[u8], quality: i32) -> io::Result<Vec<u8>> {
+    let params = brotli::enc::BrotliEncoderParams {
+        quality,
+        lgwin: brotli_window(data.len(), quality),
+        size_hint: data.len(),
+        ..Default::default()
     };
-    (quality, window)
+    let mut out = Vec::with_capacity(data.len() / 3);
+    brotli::BrotliCompress(&mut &data[..], &mut out, &params)?;
+    Ok(out)
 }
 
 fn encode(code: u8, data: &[u8], level: Compression) -> io::Result<Vec<u8>> {
@@ -233,23 +257,12 @@ fn encode(code: u8, data: &[u8], level: Compression) -> io::Result<Vec<u8>> {
             e.write_all(data)?;
             e.finish()
         }
-        encoding::BR => {
-            let (quality, lgwin) = brotli_params(data.len(), level);
-            let params = brotli::enc::BrotliEncoderParams {
-                quality,
-                lgwin,
-                size_hint: data.len(),
-                ..Default::default()
-            };
-            let mut out = Vec::with_capacity(data.len() / 3);
-            brotli::BrotliCompress(&mut &data[..], &mut out, &params)?;
-            Ok(out)
-        }
+        encoding::BR => brotli(data, brotli_quality(data.len(), level)),
         encoding::ZSTD => {
             let lvl = match level {
                 Compression::Fast => 3,
-                Compression::Default if data.len() > 1 << 20 => 15,
-                _ => 19,
+                Compression::Default => 9,
+                Compression::Max => 19,
             };
             zstd::bulk::compress(data, lvl)
         }
