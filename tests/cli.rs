@@ -191,11 +191,19 @@ fn inspect_lists_assets_and_verify_exit_codes() {
         .unwrap()
         .iter()
         .any(|e| e == "br"));
+    // One size per listed encoding, each smaller than identity.
+    let sizes = about["encoded_sizes"].as_object().unwrap();
+    assert_eq!(sizes.len(), about["encodings"].as_array().unwrap().len());
+    for (enc, n) in sizes {
+        let n = n.as_u64().unwrap();
+        assert!(n > 0 && n < about["size"].as_u64().unwrap(), "{enc}: {n}");
+    }
     let png = assets.iter().find(|a| a["path"] == "/favicon.png").unwrap();
     assert!(
         png["encodings"].as_array().unwrap().is_empty(),
         "PNG is stored as is"
     );
+    assert!(png["encoded_sizes"].as_object().unwrap().is_empty());
     assert_eq!(sitepack(&["verify", &b]).status.code(), Some(0));
     let mut bytes = std::fs::read(&b).unwrap();
     let mid = 200;

@@ -26,6 +26,9 @@ struct AssetJson<'a> {
     content_type: Option<&'a str>,
     hash: String,
     encodings: Vec<&'static str>,
+    /// Bytes of each stored variant, by encoding (for per-file comparisons
+    /// with tools that compress every file, duplicates included).
+    encoded_sizes: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Serialize, Default)]
@@ -63,6 +66,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             encodings: b
                 .variants(a.blob)
                 .filter_map(|v| v.encoding.and_then(encoding::name))
+                .collect(),
+            encoded_sizes: b
+                .variants(a.blob)
+                .filter_map(|v| Some((v.encoding.and_then(encoding::name)?, v.bytes.len() as u64)))
                 .collect(),
         })
         .collect();
