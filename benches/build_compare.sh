@@ -95,15 +95,17 @@ med = lambda xs: statistics.median(float(x) for x in xs)
 peer = by.get("peer")
 peer_wall = med(r[1] for r in peer) if peer else None
 peer_br = med(r[5] for r in peer) if peer else None
-print(f"| {name} | runs | wall s | CPU s | efficiency | peak anon MiB | br stored | br per file | br per file / peer | wall / peer | gzip stored | zstd stored |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print(f"| {name} | runs | wall s | CPU s | efficiency | peak anon MiB | br stored | br stored / peer | br per file | br per file / peer | wall / peer | gzip stored | zstd stored |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for k, rs in by.items():
     wall, cpu = med(r[1] for r in rs), med(r[2] for r in rs)
     eff = f"{100 * cpu / (cores * wall):.0f} %"
     anon = rs[0][3] if rs[0][3] == "-" else f"{med(r[3] for r in rs):.0f}"
     per = med(r[5] for r in rs)
     ratio = f"{per / peer_br:.3f}" if peer_br else "-"
+    stored = med(r[4] for r in rs)
+    sratio = f"{stored / peer_br:.3f}" if peer_br else "-"
     wr = f"{wall / peer_wall:.2f}" if peer_wall else "-"
     zs = rs[0][7] if rs[0][7] == "-" else f"{med(r[7] for r in rs):,.0f}"
-    print(f"| {k} | {len(rs)} | {wall:.1f} | {cpu:.1f} | {eff} | {anon} | {med(r[4] for r in rs):,.0f} | {per:,.0f} | {ratio} | {wr} | {med(r[6] for r in rs):,.0f} | {zs} |")
+    print(f"| {k} | {len(rs)} | {wall:.1f} | {cpu:.1f} | {eff} | {anon} | {stored:,.0f} | {sratio} | {per:,.0f} | {ratio} | {wr} | {med(r[6] for r in rs):,.0f} | {zs} |")
 PY

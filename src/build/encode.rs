@@ -22,7 +22,7 @@ pub enum Compression {
     /// Balanced: brotli 10 up to 1 MiB, 9 above (docs/COMPRESSION.md).
     #[default]
     Default,
-    /// Highest levels everywhere, whatever the time.
+    /// brotli 11 everywhere: the smallest br, at a shell peer's time.
     Max,
 }
 
@@ -30,7 +30,7 @@ impl Compression {
     /// Bumped whenever a level, window or threshold below changes what
     /// `compress` produces: variants made under another policy are never
     /// reused (`ConfigRecord::compression`).
-    pub const POLICY: u32 = 3;
+    pub const POLICY: u32 = 4;
 
     /// The value stored in a bundle's `ConfigRecord::compression`.
     pub fn policy_id(self) -> u32 {
@@ -262,7 +262,10 @@ fn encode(code: u8, data: &[u8], level: Compression) -> io::Result<Vec<u8>> {
             let lvl = match level {
                 Compression::Fast => 3,
                 Compression::Default => 9,
-                Compression::Max => 19,
+                // Not 19: zstd is only served to clients without br
+                // (docs/COMPRESSION.md), and 19 costs a third of a q11
+                // build on large text sites.
+                Compression::Max => 12,
             };
             zstd::bulk::compress(data, lvl)
         }
