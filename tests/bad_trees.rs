@@ -1,7 +1,8 @@
-//! Hostile build inputs through the CLI (`shared/spec/bad-trees.md`, sections
-//! A, B, C, E and H). Every refused build exits 2, names the offending path
-//! on stderr, and leaves the bundle already at the output path untouched
-//! (same bytes, same inode, no temp file).
+//! Hostile build inputs (`shared/spec/bad-trees.md`, sections A to I),
+//! through the CLI, and through the library for the races of section G.
+//! Every refused build exits 2 (or returns `BuildError`), names the offending
+//! path, and leaves the bundle already at the output path untouched (same
+//! bytes, same inode, no temp file).
 
 mod common;
 
@@ -10,9 +11,11 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use sitepack::build::encode::etag_hash;
+use sitepack::build::{BuildError, BuildReport, Problem, Progress};
 use sitepack::format::Bundle;
 use tempfile::TempDir;
 
@@ -79,7 +82,11 @@ impl Case {
 
     /// The build succeeds; returns the run and the new bundle's bytes.
     fn built(&self, extra: &[&str]) -> (Run, Vec<u8>) {
-        let r = cli_build(&self.root, &self.out, extra);
+        self.built_opts(extra, &Opts::default())
+    }
+
+    fn built_opts(&self, extra: &[&str], opts: &Opts) -> (Run, Vec<u8>) {
+        let r = cli_build_opts(&self.root, &self.out, extra, opts);
         assert_eq!(r.code(), Some(0), "build {extra:?} failed:\n{}", r.stderr);
         assert_no_temps(&self.out);
         let bytes = fs::read(&self.out).unwrap();
@@ -101,6 +108,10 @@ impl Case {
     /// directory.
     fn assert_no_leak(&self, r: &Run, token: &[u8]) {
         assert!(!contains(&r.stdout, token) && !contains(r.stderr.as_bytes(), token));
+        self.assert_not_in_output_dir(token);
+    }
+
+    fn assert_not_in_output_dir(&self, token: &[u8]) {
         for e in fs::read_dir(self.out.parent().unwrap()).unwrap().flatten() {
             if e.file_type().unwrap().is_file() {
                 assert!(
@@ -865,4 +876,179 @@ fn bt35_incompressible_file_has_no_variants() {
     let v = r.json();
     assert_eq!(v["encoding"], "identity");
     assert!(v["headers"].get("vary").is_none(), "{v}");
+}
+
+// ------------------------------------------- G. the tree changes mid-build
+
+/// A [`Progress`] that edits the tree when the build reports `start`: after
+/// the walk has listed (and `lstat`ed) every file, before any is opened.
+/// That makes the races of section G deterministic without a test hook in
+/// the library.
+struct EditAtStart<F> {
+    edit: F,
+    ran: AtomicBool,
+}
+
+impl<F: Fn() + Sync> Progress for EditAtStart<F> {
+    fn start(&self, _files: u64, _bytes: u64) {
+        assert!(
+            !self.ran.swap(true, Ordering::SeqCst),
+            "start reported twice"
+        );
+        (self.edit)();
+    }
+}
+
+impl Case {
+    /// A library build of the case's tree (fast compression, default
+    /// options) with `edit` run between listing and reading.
+    fn raced(&self, edit: impl Fn() + Sync) -> Result<BuildReport, BuildError> {
+        let hook = EditAtStart {
+            edit,
+            ran: AtomicBool::new(false),
+        };
+        let r = lib_build_with(&self.root, &self.out, &hook);
+        assert!(
+            hook.ran.load(Ordering::SeqCst),
+            "the build never reported start: the tree was not edited"
+        );
+        r
+    }
+
+    /// The raced build fails with exactly the problems `want` (key, part of
+    /// the rule, in key order), its message names each key, and the old
+    /// bundle is untouched.
+    fn race_refused(&self, edit: impl Fn() + Sync, want: &[(&str, &str)]) -> String {
+        let err = self.raced(edit).expect_err("the build should fail");
+        let BuildError::Tree(problems) = &err else {
+            panic!("expected a tree error, got: {err}");
+        };
+        let mut got: Vec<&Problem> = problems.iter().collect();
+        got.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(got.len(), want.len(), "{err}");
+        let msg = err.to_string();
+        for (p, (key, rule)) in got.iter().zip(want) {
+            assert_eq!(p.path, *key, "{msg}");
+            assert!(p.rule.contains(rule), "{key}: {rule:?} not in {:?}", p.rule);
+            assert!(msg.contains(&format!("{key}: ")), "{msg}");
+        }
+        self.old.assert_untouched();
+        msg
+    }
+}
+
+#[test]
+fn bt09_file_or_directory_swapped_for_a_symlink_after_listing() {
+    let c = Case::new();
+    let (secret, token) = c.canary();
+    fs::write(secret.with_file_name("a.html"), &token).unwrap();
+    c.write("page.html", b"<p>page</p>");
+    c.write("docs/a.html", b"<p>a</p>");
+    let msg = c.race_refused(
+        || {
+            // The file itself: the O_NOFOLLOW open fails (ELOOP).
+            fs::remove_file(c.root.join("page.html")).unwrap();
+            symlink(&secret, c.root.join("page.html")).unwrap();
+            // A parent directory: O_NOFOLLOW does not cover it, the fstat
+            // dev/ino check against the walk's lstat does.
+            fs::rename(c.root.join("docs"), c.dir.join("docs-away")).unwrap();
+            symlink(secret.parent().unwrap(), c.root.join("docs")).unwrap();
+        },
+        &[
+            ("/docs/a.html", "was replaced after the walk listed it"),
+            ("/page.html", "cannot be opened"),
+        ],
+    );
+    assert!(!contains(msg.as_bytes(), &token));
+    c.assert_not_in_output_dir(&token);
+}
+
+#[test]
+fn bt51_file_deleted_after_listing() {
+    let c = Case::new();
+    c.write("page.html", b"<p>page</p>");
+    c.write("docs/a.html", b"<p>a</p>");
+    c.race_refused(
+        || {
+            fs::remove_file(c.root.join("page.html")).unwrap();
+            fs::remove_dir_all(c.root.join("docs")).unwrap();
+        },
+        &[
+            ("/docs/a.html", "No such file or directory"),
+            ("/page.html", "No such file or directory"),
+        ],
+    );
+}
+
+#[test]
+fn bt52_file_grown_shrunk_or_rewritten_after_listing() {
+    let c = Case::new();
+    c.write("grow.txt", &b"0123456789".repeat(100));
+    c.write("shrink.txt", &b"0123456789".repeat(100));
+    // Same size, new bytes: only the modification time tells. It is set in
+    // the past so the rewrite changes it whatever the clock's granularity.
+    let same = c.write("same.txt", &b"0123456789".repeat(100));
+    let past = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    fs::File::options()
+        .write(true)
+        .open(&same)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+    c.race_refused(
+        || {
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(c.root.join("grow.txt"))
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"more").unwrap();
+            fs::File::options()
+                .write(true)
+                .open(c.root.join("shrink.txt"))
+                .unwrap()
+                .set_len(10)
+                .unwrap();
+            fs::write(c.root.join("same.txt"), b"9876543210".repeat(100)).unwrap();
+        },
+        &[
+            ("/grow.txt", "changed while being read"),
+            ("/same.txt", "changed while being read"),
+            ("/shrink.txt", "changed while being read"),
+        ],
+    );
+}
+
+#[test]
+fn bt53_file_replaced_by_rename_after_listing() {
+    let c = Case::new();
+    c.write("page.html", b"<p>old page</p>");
+    c.race_refused(
+        || {
+            // Same length, same directory's file system: only the inode differs.
+            let new = c.dir.join("page.new");
+            fs::write(&new, b"<p>new page</p>").unwrap();
+            fs::rename(&new, c.root.join("page.html")).unwrap();
+        },
+        &[("/page.html", "was replaced after the walk listed it")],
+    );
+}
+
+#[test]
+fn bt54_entries_added_after_listing_are_left_out() {
+    let c = Case::new();
+    c.write("page.html", b"<p>page</p>");
+    let token = b"ADDED-AFTER-THE-WALK-5a1f";
+    let r = c
+        .raced(|| {
+            fs::write(c.root.join("new.html"), token).unwrap();
+            fs::create_dir(c.root.join("newdir")).unwrap();
+            fs::write(c.root.join("newdir/x.html"), token).unwrap();
+        })
+        .expect("a file the walk did not see is simply not in the bundle");
+    assert_eq!(r.files, 2);
+    let bytes = fs::read(&c.out).unwrap();
+    Bundle::open(&bytes[..]).unwrap().verify().unwrap();
+    assert_eq!(keys(&bytes), ["/index.html", "/page.html"]);
+    assert!(!contains(&bytes, token));
+    assert_no_temps(&c.out);
 }
