@@ -13,11 +13,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use sitepack::build::encode::etag_hash;
+use sitepack::build::encode::{decode, etag_hash};
 use sitepack::build::walk::{walk, WalkOptions, DEFAULT_MAX_FILE_SIZE};
 use sitepack::build::{BuildError, BuildReport, Problem, Progress};
+use sitepack::format::layout::encoding;
 use sitepack::format::Bundle;
 use tempfile::TempDir;
 
@@ -1247,4 +1248,250 @@ fn bt54_entries_added_after_listing_are_left_out() {
     assert_eq!(keys(&bytes), ["/index.html", "/page.html"]);
     assert!(!contains(&bytes, token));
     assert_no_temps(&c.out);
+}
+
+// ------------------------------------------ H. output hazards (continued)
+
+/// BT-57: the disk fills while the bundle is written. RLIMIT_FSIZE makes the
+/// child's write fail with EFBIG past 64 KiB, where a full disk gives ENOSPC:
+/// the same error path, without a small file system.
+#[test]
+fn bt57_disk_full_while_writing() {
+    let c = Case::new();
+    c.write("big.bin", &noise("bt57", 256 * 1024));
+    let full = Opts {
+        file_size_limit: Some(64 * 1024),
+        ..Opts::default()
+    };
+    let out_dir = c.out.parent().unwrap();
+    c.refused_opts(
+        &[],
+        &[out_dir.to_str().unwrap(), "site.pack", "File too large"],
+        &full,
+    );
+    let left: Vec<_> = fs::read_dir(out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["site.pack"], "something else was left behind");
+    // With room to write, the same build succeeds.
+    c.built(&[]);
+}
+
+/// BT-58: a build killed with SIGKILL while its temp file exists leaves the
+/// old bundle as it was (same bytes, same inode); the next run removes the
+/// stale temp file. The kill waits for the temp file to appear (polled), so
+/// it lands between its creation and the rename: writing, fsyncing and
+/// verifying 4 MiB.
+#[test]
+fn bt58_kill_9_during_the_write() {
+    for _attempt in 0..3 {
+        let c = Case::new();
+        for i in 0..4 {
+            c.write(&format!("p{i}.bin"), &noise(&format!("bt58-{i}"), 1 << 20));
+        }
+        let out_dir = c.out.parent().unwrap();
+        let temp = || {
+            fs::read_dir(out_dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().contains("/.site.pack.tmp-"))
+        };
+        let mut child = std::process::Command::new(BIN)
+            .arg("build")
+            .arg(&c.root)
+            .arg("-o")
+            .arg(&c.out)
+            .args(["--compression", "fast", "--quiet"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let seen = loop {
+            if let Some(t) = temp() {
+                break Some(t);
+            }
+            if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        child.kill().unwrap(); // SIGKILL; a no-op if it has exited
+        let status = child.wait().unwrap();
+        let Some(stale) = seen.filter(|_| status.code().is_none()) else {
+            continue; // it finished before its temp file was seen
+        };
+        let m = fs::symlink_metadata(&c.out).unwrap();
+        assert_eq!(m.ino(), c.old.ino, "the old bundle was replaced");
+        assert!(
+            fs::read(&c.out).unwrap() == c.old.bytes,
+            "old bundle changed"
+        );
+        assert!(
+            stale.exists(),
+            "a killed build cannot have removed its temp file"
+        );
+        c.built(&[]);
+        assert!(!stale.exists(), "the next run left the stale temp file");
+        return;
+    }
+    panic!("in 3 attempts the build always finished before its temp file was seen");
+}
+
+/// BT-59: two builds of different trees to one output at once. Each
+/// publishes by renaming its own temp file, so the output is always one
+/// whole bundle, byte-identical to a lone build of one of the trees. A build
+/// whose temp file the other's stale-temp sweep removed fails naming it;
+/// never both.
+#[test]
+fn bt59_two_builds_to_one_output_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = |name: &str| {
+        let root = t.path().join(name);
+        for i in 0..4 {
+            let data = noise(&format!("bt59-{name}-{i}"), 1 << 20);
+            write_tree(&root, &[(&format!("p{i}.bin"), &data)]);
+        }
+        let lone = t.path().join(format!("{name}.pack"));
+        let r = cli_build(&root, &lone, &[]);
+        assert_eq!(r.code(), Some(0), "{}", r.stderr);
+        (root, fs::read(&lone).unwrap())
+    };
+    let ((a, want_a), (b, want_b)) = (tree("a"), tree("b"));
+    let live = t.path().join("live");
+    fs::create_dir(&live).unwrap();
+    let out = live.join("site.pack");
+    for round in 0..3 {
+        let (ra, rb) = std::thread::scope(|s| {
+            let ha = s.spawn(|| cli_build(&a, &out, &[]));
+            let hb = s.spawn(|| cli_build(&b, &out, &[]));
+            (ha.join().unwrap(), hb.join().unwrap())
+        });
+        for r in [&ra, &rb] {
+            assert!(
+                r.code() == Some(0)
+                    || (r.code() == Some(2) && r.stderr.contains(live.to_str().unwrap())),
+                "round {round}: {:?}\n{}",
+                r.status,
+                r.stderr
+            );
+            assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        }
+        let got = fs::read(&out).unwrap();
+        Bundle::open(&got[..]).unwrap().verify().unwrap();
+        let (is_a, is_b) = (got == want_a, got == want_b);
+        match (ra.code() == Some(0), rb.code() == Some(0)) {
+            (true, true) => assert!(is_a || is_b, "round {round}: the bundle is neither"),
+            (true, false) => assert!(is_a, "round {round}: only a succeeded"),
+            (false, true) => assert!(is_b, "round {round}: only b succeeded"),
+            (false, false) => panic!("round {round}: both failed:\n{}\n{}", ra.stderr, rb.stderr),
+        }
+        let temps: Vec<_> = fs::read_dir(&live)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(temps.is_empty(), "round {round}: left behind: {temps:?}");
+    }
+}
+
+// ------------------------------------- I. precompressed and compressed inputs
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut e, data).unwrap();
+    e.finish().unwrap()
+}
+
+/// BT-63: `app.js.gz` and `app.js.br` made by the user are assets of their
+/// own, served as themselves; `app.js`'s variants are made from `app.js`.
+#[test]
+fn bt63_user_precompressed_files_are_independent_assets() {
+    let c = Case::new();
+    let app = b"export function hello(name) { return `hello ${name}`; }\n".repeat(100);
+    // Deliberately not app.js: a sidecar taken as a variant would show.
+    let user_gz = gzip(&b"console.log('USER GZ, not app.js');\n".repeat(50));
+    let user_br = b"USER BR: these bytes are not even brotli".to_vec();
+    c.write("app.js", &app);
+    c.write("app.js.gz", &user_gz);
+    c.write("app.js.br", &user_br);
+    let (_, bytes) = c.built(&[]);
+    let b = Bundle::open(&bytes[..]).unwrap();
+    assert_eq!(
+        keys(&bytes),
+        ["/app.js", "/app.js.br", "/app.js.gz", "/index.html"]
+    );
+    for (key, own) in [("/app.js.gz", &user_gz), ("/app.js.br", &user_br)] {
+        let a = b.find_asset(key).unwrap();
+        assert_eq!(b.blob(a.blob).unwrap(), &own[..], "{key}");
+        assert_eq!(b.variants(a.blob).count(), 0, "{key} has variants");
+        let v = resolve(&c.out, key, &["Accept-Encoding: br, gzip"]);
+        assert_eq!((&v["status"], &v["asset"]), (&200.into(), &key.into()));
+        assert_eq!(v["encoding"], "identity", "{key} served encoded: {v}");
+        assert!(v["headers"].get("content-encoding").is_none(), "{v}");
+        assert_eq!(v["headers"]["content-length"], own.len().to_string());
+    }
+    assert_eq!(
+        resolve(&c.out, "/app.js.gz", &[])["headers"]["content-type"],
+        "application/gzip"
+    );
+
+    let a = b.find_asset("/app.js").unwrap();
+    for (code, name) in [(encoding::GZIP, "gzip"), (encoding::BR, "br")] {
+        let var = b
+            .variants(a.blob)
+            .find(|v| v.encoding == Some(code))
+            .unwrap_or_else(|| panic!("/app.js has no {name} variant"));
+        assert_eq!(decode(code, var.bytes, app.len()).unwrap(), app, "{name}");
+        assert!(var.bytes != &user_gz[..] && var.bytes != &user_br[..]);
+        let v = resolve(&c.out, "/app.js", &[&format!("Accept-Encoding: {name}")]);
+        assert_eq!(v["encoding"], name);
+        assert_eq!(v["headers"]["content-length"], var.bytes.len().to_string());
+    }
+}
+
+/// BT-64: a decompression bomb stored as an asset stays opaque. `bomb.svgz`
+/// is 1,024 gzip members of 1 MiB of zeros each: 1 MiB on disk, 1 GiB
+/// decompressed. The build runs under a 1 GiB address-space limit, so
+/// inflating it would fail; the stored bytes, what `serve` answers and what
+/// `extract` writes are the file's own bytes, and any variant is of those
+/// bytes, not of their decompression.
+#[test]
+fn bt64_decompression_bomb_is_stored_opaque() {
+    let c = Case::new();
+    let bomb = gzip(&vec![0u8; 1 << 20]).repeat(1024);
+    assert!(bomb.len() < 2 << 20, "{}", bomb.len());
+    c.write("bomb.svgz", &bomb);
+    let capped = Opts {
+        mem_limit: Some(1 << 30),
+        ..Opts::default()
+    };
+    let (_, bytes) = c.built_opts(&[], &capped);
+    let b = Bundle::open(&bytes[..]).unwrap();
+    let a = b.find_asset("/bomb.svgz").unwrap();
+    assert_eq!(a.content_type, Some("image/svg+xml"));
+    assert!(b.blob(a.blob).unwrap() == &bomb[..], "stored bytes differ");
+    for v in b.variants(a.blob) {
+        let code = v.encoding.unwrap();
+        assert!(
+            decode(code, v.bytes, bomb.len()).unwrap() == bomb,
+            "variant {code} is not of the stored bytes"
+        );
+    }
+
+    let v = resolve(&c.out, "/bomb.svgz", &[]);
+    assert_eq!(v["encoding"], "identity");
+    assert_eq!(v["headers"]["content-length"], bomb.len().to_string());
+    assert_eq!(v["headers"]["content-type"], "image/svg+xml");
+
+    let dir = c.dir.join("extracted");
+    let r = run_opts(
+        &["extract".as_ref(), c.out.as_os_str(), dir.as_os_str()],
+        &capped,
+    );
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(fs::read(dir.join("bomb.svgz")).unwrap() == bomb);
 }
