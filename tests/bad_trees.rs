@@ -427,6 +427,23 @@ fn bt22_bt23_percent_query_and_hash_names_are_literal_keys() {
     for n in ["/%2e%2e.html", "/a%2fb.html"] {
         assert!(w.iter().any(|(f, _)| f == n), "no warning for {n}: {w:?}");
     }
+    // Reached by encoding the literal character (at the URL html_handling
+    // gives them, without `.html`); never decoded at build.
+    for (target, key) in [
+        ("/%255Bid%255D", "/%5Bid%5D.html"),
+        ("/%5Bid%5D", "/[id].html"),
+        ("/%252e%252e", "/%2e%2e.html"),
+        ("/a%252fb", "/a%2fb.html"),
+        ("/q%3F", "/q?.html"),
+        ("/h%23", "/h#.html"),
+    ] {
+        let v = resolve(&c.out, target, &[]);
+        assert_eq!(
+            (&v["status"], &v["asset"]),
+            (&200.into(), &key.into()),
+            "{target}"
+        );
+    }
 }
 
 #[test]
@@ -491,6 +508,16 @@ fn bt32_empty_file_is_an_asset_without_variants() {
         b.find_asset("/empty.txt").unwrap().blob,
         b.find_asset("/empty.html").unwrap().blob
     );
+    let v = resolve(&c.out, "/empty.txt", &[]);
+    assert_eq!(
+        (&v["status"], &v["headers"]["content-length"]),
+        (&200.into(), &"0".into())
+    );
+    for range in ["bytes=0-0", "bytes=0-", "bytes=-1", "bytes=-0"] {
+        let v = resolve(&c.out, "/empty.txt", &[&format!("Range: {range}")]);
+        assert_eq!(v["status"], 416, "{range}: {v}");
+        assert_eq!(v["headers"]["content-range"], "bytes */0", "{range}");
+    }
 }
 
 #[test]
