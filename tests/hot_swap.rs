@@ -387,3 +387,53 @@ fn sighup_right_after_ready_does_not_kill() {
         assert_eq!(get(s.port, "/robots.txt", &[]).status, 200);
     }
 }
+
+/// bad-trees BT-60: `build -o` onto the bundle a running `serve` has mapped
+/// publishes by rename. The mapped inode is never written (a descriptor
+/// opened on it beforehand still reads the old bytes, and the file is
+/// unlinked rather than truncated); the server swaps to the new bundle and
+/// keeps answering.
+#[test]
+fn build_over_a_served_bundle_never_writes_the_mapped_inode() {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (va, vb) = (version(b'A'), version(b'B'));
+    let a = build_version(tmp.path(), "A", &va);
+    build_version(tmp.path(), "B", &vb); // makes tree-B
+    let live_dir = tmp.path().join("live");
+    std::fs::create_dir(&live_dir).unwrap();
+    let p = live_dir.join("site.pack");
+    publish(&a, &p, 0);
+    let old_bytes = std::fs::read(&p).unwrap();
+    let mut held = std::fs::File::open(&p).unwrap();
+    let mut server = ServerProc::start(&p, &[]);
+    assert_eq!(get(server.port, "/", &[]).body, va.index);
+
+    build_bundle(&tmp.path().join("tree-B"), &p, &[]);
+    let m = held.metadata().unwrap();
+    assert_eq!(
+        m.nlink(),
+        0,
+        "the old inode is still linked: written in place?"
+    );
+    assert_eq!(
+        m.len(),
+        old_bytes.len() as u64,
+        "the old inode was truncated"
+    );
+    let mut seen = Vec::new();
+    held.read_to_end(&mut seen).unwrap();
+    assert!(seen == old_bytes, "the mapped inode's bytes changed");
+    assert_ne!(std::fs::metadata(&p).unwrap().ino(), m.ino());
+
+    // The poller (500 ms) notices the rename by itself.
+    assert!(
+        wait_for_index(server.port, &vb.index, Duration::from_secs(5)),
+        "{}",
+        server.stderr()
+    );
+    assert!(server.stderr().contains("swapped in the new bundle"));
+    assert_eq!(get(server.port, "/big.bin", &[]).body, vb.big);
+    assert!(server.is_alive());
+}

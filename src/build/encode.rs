@@ -73,6 +73,7 @@ pub fn read_checked(f: &WalkedFile) -> Result<Vec<u8>, String> {
         .metadata()
         .map_err(|e| format!("cannot be read: {e}"))?;
     if buf.len() as u64 != f.len
+        || (before.mtime(), before.mtime_nsec()) != f.mtime
         || after.len() != before.len()
         || after.mtime() != before.mtime()
         || after.mtime_nsec() != before.mtime_nsec()

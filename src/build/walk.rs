@@ -77,6 +77,9 @@ pub struct WalkedFile {
     pub len: u64,
     pub dev: u64,
     pub ino: u64,
+    /// Modification time (seconds, nanoseconds) at the walk: a rewrite of
+    /// the same size before the read changes only this (bad-trees BT-52).
+    pub mtime: (i64, i64),
 }
 
 /// The result of the walk.
@@ -252,6 +255,7 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<FileSet, BuildError> {
             len: meta.len(),
             dev: meta.dev(),
             ino: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
         });
     }
 

@@ -53,6 +53,9 @@ pub struct Opts {
     pub as_nobody: bool,
     /// RLIMIT_AS for the child, in bytes.
     pub mem_limit: Option<u64>,
+    /// RLIMIT_FSIZE for the child, in bytes, with SIGXFSZ ignored: a write
+    /// past it fails with EFBIG, as on a full disk (bad-trees BT-57).
+    pub file_size_limit: Option<u64>,
     pub timeout: Option<Duration>,
 }
 
@@ -81,15 +84,25 @@ pub fn run_with(args: &[&std::ffi::OsStr], opts: &Opts) -> Run {
     }
     // Never pick up a wrangler file from the crate directory.
     cmd.current_dir(opts.cwd.clone().unwrap_or_else(std::env::temp_dir));
-    if let Some(limit) = opts.mem_limit {
+    let (mem, fsize) = (opts.mem_limit, opts.file_size_limit);
+    if mem.is_some() || fsize.is_some() {
+        // SAFETY: setrlimit and signal are async-signal-safe; an ignored
+        // disposition survives exec.
         unsafe {
             cmd.pre_exec(move || {
-                let r = libc::rlimit {
-                    rlim_cur: limit as libc::rlim_t,
-                    rlim_max: limit as libc::rlim_t,
-                };
-                if libc::setrlimit(libc::RLIMIT_AS, &r) != 0 {
-                    return Err(std::io::Error::last_os_error());
+                let limits = [(libc::RLIMIT_AS, mem), (libc::RLIMIT_FSIZE, fsize)];
+                for (resource, limit) in limits {
+                    let Some(limit) = limit else { continue };
+                    let r = libc::rlimit {
+                        rlim_cur: limit as libc::rlim_t,
+                        rlim_max: limit as libc::rlim_t,
+                    };
+                    if libc::setrlimit(resource, &r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if fsize.is_some() {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
                 }
                 Ok(())
             });
@@ -195,6 +208,15 @@ pub fn read_tree(root: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
 
 /// Library build with fast compression and default settings.
 pub fn lib_build(root: &Path, out: &Path) -> Result<BuildReport, build::BuildError> {
+    lib_build_with(root, out, &())
+}
+
+/// [`lib_build`], reporting to `progress`.
+pub fn lib_build_with(
+    root: &Path,
+    out: &Path,
+    progress: &dyn build::Progress,
+) -> Result<BuildReport, build::BuildError> {
     let opts = BuildOptions {
         root: root.to_path_buf(),
         output: out.to_path_buf(),
@@ -202,7 +224,7 @@ pub fn lib_build(root: &Path, out: &Path) -> Result<BuildReport, build::BuildErr
         compression: Compression::Fast,
         walk: WalkOptions::default(),
     };
-    build::build(&opts, &())
+    build::build(&opts, progress)
 }
 
 /// A small valid bundle's bytes (built once per call from a scratch tree).
