@@ -1404,25 +1404,17 @@ fn bt59_two_builds_to_one_output_at_once() {
             let hb = s.spawn(|| cli_build(&b, &out, &[]));
             (ha.join().unwrap(), hb.join().unwrap())
         });
+        // Each build locks its temp file, so neither sweeps away the
+        // other's: both succeed and the last rename wins.
         for r in [&ra, &rb] {
-            assert!(
-                r.code() == Some(0)
-                    || (r.code() == Some(2) && r.stderr.contains(live.to_str().unwrap())),
-                "round {round}: {:?}\n{}",
-                r.status,
-                r.stderr
-            );
-            assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+            assert_eq!(r.code(), Some(0), "round {round}: {}", r.stderr);
         }
         let got = fs::read(&out).unwrap();
         Bundle::open(&got[..]).unwrap().verify().unwrap();
-        let (is_a, is_b) = (got == want_a, got == want_b);
-        match (ra.code() == Some(0), rb.code() == Some(0)) {
-            (true, true) => assert!(is_a || is_b, "round {round}: the bundle is neither"),
-            (true, false) => assert!(is_a, "round {round}: only a succeeded"),
-            (false, true) => assert!(is_b, "round {round}: only b succeeded"),
-            (false, false) => panic!("round {round}: both failed:\n{}\n{}", ra.stderr, rb.stderr),
-        }
+        assert!(
+            got == want_a || got == want_b,
+            "round {round}: the bundle is neither build"
+        );
         let temps: Vec<_> = fs::read_dir(&live)
             .unwrap()
             .flatten()
@@ -1509,13 +1501,8 @@ fn bt64_decompression_bomb_is_stored_opaque() {
     let a = b.find_asset("/bomb.svgz").unwrap();
     assert_eq!(a.content_type, Some("image/svg+xml"));
     assert!(b.blob(a.blob).unwrap() == &bomb[..], "stored bytes differ");
-    for v in b.variants(a.blob) {
-        let code = v.encoding.unwrap();
-        assert!(
-            decode(code, v.bytes, bomb.len()).unwrap() == bomb,
-            "variant {code} is not of the stored bytes"
-        );
-    }
+    // Compressed already: not compressed again (encode::precompressible).
+    assert_eq!(b.variants(a.blob).count(), 0);
 
     let v = resolve(&c.out, "/bomb.svgz", &[]);
     assert_eq!(v["encoding"], "identity");

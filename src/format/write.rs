@@ -598,11 +598,22 @@ pub fn publish_with<T, E: From<PublishError>>(
 
     // 0666 less the umask, like any file a build tool writes: a server
     // running as another user must be able to read the bundle.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix(&name))
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(&dir)
-        .map_err(|e| PublishError::io(&dir, "cannot create a temp file in", e))?;
+    let mut tmp = loop {
+        let tmp = tempfile::Builder::new()
+            .prefix(&temp_prefix(&name))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .tempfile_in(&dir)
+            .map_err(|e| PublishError::io(&dir, "cannot create a temp file in", e))?;
+        tmp.as_file()
+            .lock()
+            .map_err(|e| PublishError::io(tmp.path(), "cannot lock", e))?;
+        // Another build's sweep of stale temp files may have taken ours in
+        // the instant before the lock: then it is gone from the directory,
+        // and a fresh one is made.
+        if same_inode(tmp.path(), tmp.as_file()) {
+            break tmp;
+        }
+    };
     let tmp_path = tmp.path().to_path_buf();
     let value = write(tmp.as_file_mut(), &tmp_path)?;
     tmp.as_file()
@@ -615,6 +626,14 @@ pub fn publish_with<T, E: From<PublishError>>(
         .and_then(|d| d.sync_all())
         .map_err(|e| PublishError::io(&dir, "cannot fsync", e))?;
     Ok(value)
+}
+
+fn same_inode(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Fails before any work when the output cannot be published (BT-56, BT-61).
@@ -653,11 +672,21 @@ fn remove_stale_temps(dir: &Path, name: &str) {
     let prefix = temp_prefix(name);
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {
-            if e.file_name()
+            if !e
+                .file_name()
                 .to_str()
                 .is_some_and(|n| n.starts_with(&prefix))
             {
-                let _ = fs::remove_file(e.path());
+                continue;
+            }
+            // A live build holds the lock on its temp file until it is
+            // renamed (`publish_with`); the kernel drops the lock of a
+            // killed one. Only an unlocked temp file is stale (BT-59: two
+            // builds to one output must not delete each other's).
+            if let Ok(f) = File::open(e.path()) {
+                if f.try_lock().is_ok() {
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
     }
