@@ -187,6 +187,14 @@ pub fn compressible(content_type: Option<&str>) -> bool {
         )
 }
 
+/// Whether the build precompresses the asset `key` of type `content_type`:
+/// a compressible type, unless the name says the bytes are compressed
+/// already (`.svgz` is gzipped SVG, typed `image/svg+xml` as on Cloudflare;
+/// compressing it again only spends CPU, BT-64).
+pub fn precompressible(key: &str, content_type: Option<&str>) -> bool {
+    compressible(content_type) && !extension(key).eq_ignore_ascii_case("svgz")
+}
+
 /// The variants worth storing for `data`: each of gzip, br and zstd that is
 /// at least `MIN_SAVING_PERCENT` smaller than identity, in encoding-code order.
 pub fn compress(data: &[u8], level: Compression) -> io::Result<Vec<(u8, Vec<u8>)>> {
@@ -375,6 +383,15 @@ mod tests {
         assert_eq!(content_type("/a.br"), None);
         assert_eq!(content_type("/Makefile"), None);
         assert_eq!(content_type("/a.unknownext"), None);
+    }
+
+    #[test]
+    fn svgz_is_not_compressed_again() {
+        let svg = content_type("/a.svg");
+        assert!(precompressible("/a.svg", svg.as_deref()));
+        let svgz = content_type("/a.SVGZ");
+        assert_eq!(svgz.as_deref(), Some("image/svg+xml"));
+        assert!(!precompressible("/a.SVGZ", svgz.as_deref()));
     }
 
     #[test]

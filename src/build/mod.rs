@@ -241,7 +241,7 @@ impl Reuse {
         }
         let mut blobs = HashMap::new();
         for a in bundle.assets() {
-            if encode::compressible(a.content_type) {
+            if encode::precompressible(a.path, a.content_type) {
                 if let Some(h) = bundle.blob_hash(a.blob) {
                     blobs.insert(*h, a.blob);
                 }

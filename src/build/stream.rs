@@ -143,7 +143,7 @@ fn encode_within(
     progress.start(files.len() as u64, files.iter().map(|f| f.len).sum());
     let squeeze: Vec<bool> = files
         .iter()
-        .map(|f| encode::compressible(encode::content_type(&f.key).as_deref()))
+        .map(|f| encode::precompressible(&f.key, encode::content_type(&f.key).as_deref()))
         .collect();
     let mut order: Vec<usize> = (0..files.len()).collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(files[i].len), !squeeze[i], i));
