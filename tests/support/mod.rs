@@ -5,6 +5,8 @@
 //! response leniently (so the tests see what went on the wire).
 #![allow(dead_code)]
 
+pub mod location;
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
