@@ -61,10 +61,12 @@ impl fmt::Display for Warning {
 pub enum BuildError {
     #[error("{}", list(.0))]
     Tree(Vec<Problem>),
-    #[error("{path}: {source}")]
+    // The cause is in the message, not chained as `source`: `{:#}` (anyhow)
+    // would print it twice.
+    #[error("{path}: {error}")]
     Io {
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}")]
     Input(String),
@@ -90,7 +92,7 @@ impl BuildError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         BuildError::Io {
             path: escape_path(path.as_os_str()),
-            source,
+            error: source,
         }
     }
 }
