@@ -641,31 +641,40 @@ fn random_resigned_index_edits_never_panic() {
 fn large_index_is_checked_on_the_parallel_path() {
     use sitepack::format::layout::action;
     use sitepack::format::write::{write_bundle, AssetSpec, BlobSpec, BundleSpec, RouteSpec};
-    let mut spec = BundleSpec::default();
-    for i in 0..40_000u32 {
-        let key = format!("/section-{:02}/page-{i:06}.html", i % 50);
-        let data = key.clone().into_bytes();
-        spec.blobs.push(BlobSpec {
-            hash: *blake3::hash(&data).as_bytes(),
-            data,
-            variants: Vec::new(),
-        });
-        spec.routes.push(RouteSpec {
-            path: key.trim_end_matches(".html").to_string(),
-            action: action::SERVE,
-            status: 200,
-            asset: i,
-            location: String::new(),
-            exact_asset: i,
-        });
-        spec.assets.push(AssetSpec {
-            key,
-            content_type: None,
-            blob: i,
-            etag: [0; 16],
-        });
-    }
-    spec.assets.sort_by(|a, b| a.key.cmp(&b.key));
+    // 40,000 pages, each its own blob, asset and extensionless route.
+    let mut keys: Vec<String> = (0..40_000u32)
+        .map(|i| format!("/section-{:02}/page-{i:06}.html", i % 50))
+        .collect();
+    keys.sort();
+    let spec = BundleSpec {
+        blobs: keys
+            .iter()
+            .map(|k| BlobSpec {
+                data: k.clone().into_bytes(),
+                hash: *blake3::hash(k.as_bytes()).as_bytes(),
+                variants: Vec::new(),
+            })
+            .collect(),
+        routes: (0..keys.len() as u32)
+            .map(|i| RouteSpec {
+                path: keys[i as usize].trim_end_matches(".html").to_string(),
+                action: action::SERVE,
+                status: 200,
+                asset: i,
+                location: String::new(),
+                exact_asset: i,
+            })
+            .collect(),
+        assets: (0..keys.len() as u32)
+            .map(|i| AssetSpec {
+                key: keys[i as usize].clone(),
+                content_type: None,
+                blob: i,
+                etag: [0; 16],
+            })
+            .collect(),
+        ..BundleSpec::default()
+    };
     let mut out = std::io::Cursor::new(Vec::new());
     write_bundle(&spec, &mut out).unwrap();
     let b = out.into_inner();

@@ -64,10 +64,7 @@ pub enum BuildError {
     // The cause is in the message, not chained as `source`: `{:#}` (anyhow)
     // would print it twice.
     #[error("{path}: {error}")]
-    Io {
-        path: String,
-        error: std::io::Error,
-    },
+    Io { path: String, error: std::io::Error },
     #[error("{0}")]
     Input(String),
     #[error("invalid configuration: {0}")]
@@ -210,8 +207,15 @@ pub fn build_reusing(
         |file, tmp| {
             let io = |e| BuildError::io(tmp, e);
             let mut bw = BundleWriter::new(file).map_err(io)?;
-            let enc =
-                stream::encode_files(&set, opts.compression, old.as_ref(), progress, &mut bw, tmp)?;
+            let enc = stream::encode_files(
+                &set,
+                opts.compression,
+                old.as_ref(),
+                progress,
+                &mut bw,
+                tmp,
+                stream::MIN_IN_FLIGHT,
+            )?;
             let spec = index_spec(&set, &opts.config, opts.compression, &enc);
             bw.finish(&spec).map_err(io)?;
             Ok::<_, BuildError>((spec, enc))
@@ -389,7 +393,15 @@ pub fn assemble_reusing(
     progress: &dyn Progress,
 ) -> Result<(BundleSpec, Reused), BuildError> {
     let mut blobs: Vec<BlobSpec> = Vec::new();
-    let enc = stream::encode_files(set, level, reuse, progress, &mut blobs, Path::new("memory"))?;
+    let enc = stream::encode_files(
+        set,
+        level,
+        reuse,
+        progress,
+        &mut blobs,
+        Path::new("memory"),
+        stream::MIN_IN_FLIGHT,
+    )?;
     let mut spec = index_spec(set, config, level, &enc);
     spec.blobs = blobs;
     Ok((spec, enc.reused))

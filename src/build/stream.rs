@@ -115,22 +115,12 @@ impl Drop for AbortOnPanic<'_> {
 
 /// Reads, hashes and compresses every file of `set`, passing the distinct
 /// contents to `sink` as blobs 0, 1, … in schedule order (module docs).
-/// `sink_path` names what `sink` writes, for its errors. Must not be called
-/// from a thread of the rayon pool (the calling thread is the writer and
-/// blocks while the pool works).
+/// `sink_path` names what `sink` writes, for its errors. At most
+/// `max(2 × threads × largest file, min_in_flight)` input bytes are held at
+/// once (builds pass [`MIN_IN_FLIGHT`]). Must not be called from a thread
+/// of the rayon pool (the calling thread is the writer and blocks while the
+/// pool works).
 pub fn encode_files(
-    set: &FileSet,
-    level: Compression,
-    reuse: Option<&Reuse>,
-    progress: &dyn Progress,
-    sink: &mut dyn BlobSink,
-    sink_path: &Path,
-) -> Result<Encoded, BuildError> {
-    encode_within(set, level, reuse, progress, sink, sink_path, MIN_IN_FLIGHT)
-}
-
-/// [`encode_files`] with `min_in_flight` instead of [`MIN_IN_FLIGHT`].
-fn encode_within(
     set: &FileSet,
     level: Compression,
     reuse: Option<&Reuse>,
@@ -366,7 +356,7 @@ mod tests {
 
     fn encode(set: &FileSet, min_in_flight: u64) -> (Vec<BlobSpec>, Encoded) {
         let mut blobs = Vec::new();
-        let enc = encode_within(
+        let enc = encode_files(
             set,
             Compression::Fast,
             None,
