@@ -12,7 +12,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -886,7 +885,7 @@ fn start(
     build_bundle(&dist, &bundle, extra);
     let stub = Stub::start();
     let up = format!("http://127.0.0.1:{}", stub.port);
-    let args = [OsStr::new("--upstream"), OsStr::new(&up)];
+    let args = ["--upstream", up.as_str()];
     let server = ServerProc::start(&bundle, if upstream { &args[..] } else { &[] });
     (server, stub, files)
 }

@@ -7,7 +7,6 @@
 mod support;
 
 use std::convert::Infallible;
-use std::ffi::OsStr;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
@@ -732,7 +731,7 @@ fn upstream_proxy_and_502() {
     let bundle = demo_bundle(tmp.path(), "u.pack", &["--run-worker-first", "/api/*"]);
     let mut up = Upstream::start();
     let url = format!("http://127.0.0.1:{}", up.port);
-    let s = ServerProc::start(&bundle, &[OsStr::new("--upstream"), OsStr::new(&url)]);
+    let s = ServerProc::start(&bundle, &["--upstream", url.as_str()]);
 
     let r = request_body(
         s.port,

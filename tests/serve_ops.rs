@@ -6,183 +6,13 @@
 
 mod support;
 
-use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::*;
-
-// --------------------------------------------------------------- the server
-
-/// `sitepack serve` with stdout captured and the exit status observable
-/// (`support::ServerProc` discards stdout and only ever kills).
-struct Server {
-    child: Child,
-    port: u16,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stdout_eof: Arc<AtomicBool>,
-    stderr: Arc<Mutex<String>>,
-}
-
-/// Where the server's stdout goes.
-enum Out {
-    /// A pipe read into `Server::stdout`.
-    Capture,
-    /// A pipe whose read end is closed at once.
-    ClosedPipe,
-    File(std::fs::File),
-}
-
-impl Server {
-    fn start(source: &Path, extra: &[&str]) -> Server {
-        Server::start_with(source, extra, Out::Capture)
-    }
-
-    fn start_with(source: &Path, extra: &[&str], out: Out) -> Server {
-        use std::os::unix::process::CommandExt;
-        let capture = matches!(out, Out::Capture);
-        let mut cmd = Command::new(BIN);
-        // SAFETY: prctl is async-signal-safe; the child dies with the
-        // spawning thread if the test process goes away without Drop.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .arg("serve")
-            .arg(source)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra.iter().map(OsStr::new))
-            .stdin(Stdio::null())
-            .stdout(match out {
-                Out::Capture | Out::ClosedPipe => Stdio::piped(),
-                Out::File(f) => Stdio::from(f),
-            })
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot spawn sitepack serve");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stdout_eof = Arc::new(AtomicBool::new(false));
-        // `ClosedPipe`: dropping the read end makes every write EPIPE.
-        if let Some(mut pipe) = child.stdout.take().filter(|_| capture) {
-            let (out, eof) = (stdout.clone(), stdout_eof.clone());
-            std::thread::spawn(move || {
-                let mut chunk = [0u8; 8192];
-                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-                    out.lock().unwrap().extend_from_slice(&chunk[..n]);
-                }
-                eof.store(true, Ordering::SeqCst);
-            });
-        }
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<u16>();
-        {
-            let pipe = child.stderr.take().expect("stderr piped");
-            let log = stderr.clone();
-            std::thread::spawn(move || {
-                let mut tx = Some(tx);
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(port) = tx.as_ref().and_then(|_| listening_port(&line)) {
-                        let _ = tx.take().unwrap().send(port);
-                    }
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
-        let mut server = Server {
-            child,
-            port: 0,
-            stdout,
-            stdout_eof,
-            stderr,
-        };
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(port) => server.port = port,
-            Err(_) => panic!(
-                "sitepack serve did not announce its port (exit: {:?}); stderr:\n{}",
-                server.child.try_wait().ok().flatten(),
-                server.stderr()
-            ),
-        }
-        server
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own, not yet reaped, child.
-        let r = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(r, 0, "kill({sig}) failed");
-    }
-
-    fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// The exit status, if the process ends within `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGTERM, then everything the process wrote to stdout (asserting a
-    /// clean exit: nothing per request may be lost on the way out).
-    fn stop_and_stdout(mut self) -> String {
-        self.signal(libc::SIGTERM);
-        let st = self.wait_exit(Duration::from_secs(5));
-        assert_eq!(
-            st.and_then(|s| s.code()),
-            Some(0),
-            "exit after SIGTERM: {st:?}; stderr:\n{}",
-            self.stderr()
-        );
-        let end = Instant::now() + Duration::from_secs(5);
-        while !self.stdout_eof.load(Ordering::SeqCst) && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(
-            self.stdout_eof.load(Ordering::SeqCst),
-            "stdout never closed"
-        );
-        let out = self.stdout.lock().unwrap().clone();
-        String::from_utf8(out).expect("stdout is UTF-8")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `serve: <bundle> on http://127.0.0.1:PORT` → PORT.
-fn listening_port(line: &str) -> Option<u16> {
-    let rest = line.strip_prefix("serve: ")?;
-    let (_, url) = rest.rsplit_once(" on http://127.0.0.1:")?;
-    url.trim().parse().ok()
-}
 
 // --------------------------------------------------------------- sockets
 
@@ -395,7 +225,7 @@ fn refuses_connections(port: u16) -> bool {
     false
 }
 
-fn assert_alive(s: &mut Server, sig: &str) {
+fn assert_alive(s: &mut ServerProc, sig: &str) {
     if let Some(st) = s.wait_exit(Duration::ZERO) {
         panic!(
             "{sig}: exited ({st}) with a response in flight; stderr:\n{}",
@@ -404,7 +234,7 @@ fn assert_alive(s: &mut Server, sig: &str) {
     }
 }
 
-fn assert_clean_exit(s: &mut Server, sig: &str, since: Instant) {
+fn assert_clean_exit(s: &mut ServerProc, sig: &str, since: Instant) {
     let st = s.wait_exit(Duration::from_secs(5));
     let code = st.and_then(|st| st.code());
     assert_eq!(
@@ -430,7 +260,7 @@ fn assert_clean_exit(s: &mut Server, sig: &str, since: Instant) {
 fn sigterm_finishes_in_flight_response_then_exits_0() {
     let tmp = tempfile::tempdir().unwrap();
     let big = big_bytes();
-    let mut s = Server::start(&big_site(tmp.path(), &big), &[]);
+    let mut s = ServerProc::start_with(&big_site(tmp.path(), &big), &[], Stdout::Capture);
 
     let mut slow = connect_slow_reader(s.port);
     slow.write_all(&get_req("/big.bin", false)).unwrap();
@@ -465,7 +295,7 @@ fn sigterm_finishes_in_flight_response_then_exits_0() {
 fn sigint_drains_keep_alive_connection_then_exits_0() {
     let tmp = tempfile::tempdir().unwrap();
     let big = big_bytes();
-    let mut s = Server::start(&big_site(tmp.path(), &big), &[]);
+    let mut s = ServerProc::start_with(&big_site(tmp.path(), &big), &[], Stdout::Capture);
 
     let mut idle = connect(s.port);
     idle.write_all(&get_req("/robots.txt", true)).unwrap();
@@ -742,7 +572,7 @@ fn assert_recent(t: i64, since: i64, line: &str) {
 fn access_log_common() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = demo_bundle(tmp.path(), "site.pack", &[]);
-    let s = Server::start(&bundle, &["--access-log", "common"]);
+    let s = ServerProc::start_with(&bundle, &["--access-log", "common"], Stdout::Capture);
     let since = now_unix();
     let sent = drive_requests(s.port);
     let out = s.stop_and_stdout();
@@ -777,7 +607,7 @@ fn access_log_common() {
 fn access_log_json() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = demo_bundle(tmp.path(), "site.pack", &[]);
-    let s = Server::start(&bundle, &["--access-log", "json"]);
+    let s = ServerProc::start_with(&bundle, &["--access-log", "json"], Stdout::Capture);
     let since = now_unix();
     let sent = drive_requests(s.port);
     let out = s.stop_and_stdout();
@@ -817,7 +647,7 @@ fn access_log_json() {
 fn no_access_log_by_default() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = demo_bundle(tmp.path(), "site.pack", &[]);
-    let s = Server::start(&bundle, &[]);
+    let s = ServerProc::start_with(&bundle, &[], Stdout::Capture);
     let sent = drive_requests(s.port);
     assert!(!sent.is_empty());
     let out = s.stop_and_stdout();
@@ -838,10 +668,10 @@ fn access_log_to_unwritable_stdout_keeps_serving() {
             .expect("/dev/full")
     };
     for (what, out) in [
-        ("closed pipe", Out::ClosedPipe),
-        ("/dev/full", Out::File(dev_full())),
+        ("closed pipe", Stdout::ClosedPipe),
+        ("/dev/full", Stdout::File(dev_full())),
     ] {
-        let mut s = Server::start_with(&bundle, &["--access-log", "json"], out);
+        let mut s = ServerProc::start_with(&bundle, &["--access-log", "json"], out);
         for _ in 0..3 {
             let ex = exchange(
                 s.port,
@@ -877,7 +707,7 @@ fn access_log_to_unwritable_stdout_keeps_serving() {
 fn max_connections_holds_the_extra_connection_until_one_closes() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = demo_bundle(tmp.path(), "site.pack", &[]);
-    let mut s = Server::start(&bundle, &["--max-connections", "2"]);
+    let mut s = ServerProc::start_with(&bundle, &["--max-connections", "2"], Stdout::Capture);
 
     let mut keep = connect(s.port);
     keep.write_all(&get_req("/robots.txt", true)).unwrap();
@@ -921,7 +751,7 @@ fn max_connections_holds_the_extra_connection_until_one_closes() {
 fn header_read_timeout_closes_a_stalled_head() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = demo_bundle(tmp.path(), "site.pack", &[]);
-    let mut s = Server::start(&bundle, &[]);
+    let mut s = ServerProc::start_with(&bundle, &[], Stdout::Capture);
 
     let mut stalled = connect(s.port);
     stalled
@@ -969,7 +799,7 @@ fn header_read_timeout_closes_a_stalled_head() {
 fn header_read_timeout_covers_silent_and_partial_preface_connections() {
     let tmp = tempfile::tempdir().unwrap();
     let bundle = demo_bundle(tmp.path(), "site.pack", &[]);
-    let mut s = Server::start(&bundle, &["--max-connections", "2"]);
+    let mut s = ServerProc::start_with(&bundle, &["--max-connections", "2"], Stdout::Capture);
     let silent = connect(s.port);
     let mut preface = connect(s.port);
     preface.write_all(b"PRI * HTTP/2.0\r\n").unwrap();

@@ -7,11 +7,11 @@
 
 pub mod location;
 
-use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,14 +57,33 @@ pub fn demo_bundle(tmp: &Path, name: &str, extra: &[&str]) -> PathBuf {
 pub struct ServerProc {
     child: Child,
     pub port: u16,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stdout_eof: Arc<AtomicBool>,
     stderr: Arc<Mutex<String>>,
+}
+
+/// Where a [`ServerProc`]'s stdout goes.
+pub enum Stdout {
+    /// Discarded.
+    Null,
+    /// A pipe read into [`ServerProc::stop_and_stdout`]'s result.
+    Capture,
+    /// A pipe whose read end is closed at once: every write is EPIPE.
+    ClosedPipe,
+    File(std::fs::File),
 }
 
 impl ServerProc {
     /// Runs `sitepack serve SOURCE --listen 127.0.0.1:0 EXTRA...` and waits
     /// (≤ 20 s) for the `serve: … on http://127.0.0.1:PORT` line.
-    pub fn start(source: &Path, extra: &[&OsStr]) -> ServerProc {
+    pub fn start(source: &Path, extra: &[&str]) -> ServerProc {
+        ServerProc::start_with(source, extra, Stdout::Null)
+    }
+
+    /// [`start`](Self::start) with stdout going to `out`.
+    pub fn start_with(source: &Path, extra: &[&str], out: Stdout) -> ServerProc {
         use std::os::unix::process::CommandExt;
+        let capture = matches!(out, Stdout::Capture);
         let mut cmd = Command::new(BIN);
         // SAFETY: prctl is async-signal-safe; the child dies with the
         // spawning thread if the test process goes away without Drop.
@@ -80,10 +99,27 @@ impl ServerProc {
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(match out {
+                Stdout::Null => Stdio::null(),
+                Stdout::Capture | Stdout::ClosedPipe => Stdio::piped(),
+                Stdout::File(f) => Stdio::from(f),
+            })
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot spawn sitepack serve");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stdout_eof = Arc::new(AtomicBool::new(false));
+        // `ClosedPipe`: the read end is dropped here, unread.
+        if let Some(mut pipe) = child.stdout.take().filter(|_| capture) {
+            let (out, eof) = (stdout.clone(), stdout_eof.clone());
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    out.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+                eof.store(true, Ordering::SeqCst);
+            });
+        }
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel::<u16>();
         let pipe = child.stderr.take().expect("stderr piped");
@@ -106,6 +142,8 @@ impl ServerProc {
         let mut server = ServerProc {
             child,
             port: 0,
+            stdout,
+            stdout_eof,
             stderr,
         };
         match rx.recv_timeout(Duration::from_secs(20)) {
@@ -130,11 +168,16 @@ impl ServerProc {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Sends `sig` to the server.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own, not yet reaped, child.
+        let r = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(r, 0, "kill({sig}) failed");
+    }
+
     /// Sends SIGHUP (forces a reload).
     pub fn hup(&self) {
-        // SAFETY: kill(2) on our own child's pid.
-        let r = unsafe { libc::kill(self.pid(), libc::SIGHUP) };
-        assert_eq!(r, 0, "kill(SIGHUP) failed");
+        self.signal(libc::SIGHUP);
     }
 
     /// Waits until stderr contains `needle` (true) or `timeout` passes.
@@ -151,6 +194,44 @@ impl ServerProc {
 
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The exit status, if the process ends within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then everything the process wrote to stdout (started with
+    /// [`Stdout::Capture`]), asserting a clean exit: nothing per request may
+    /// be lost on the way out.
+    pub fn stop_and_stdout(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let st = self.wait_exit(Duration::from_secs(5));
+        assert_eq!(
+            st.and_then(|s| s.code()),
+            Some(0),
+            "exit after SIGTERM: {st:?}; stderr:\n{}",
+            self.stderr()
+        );
+        let end = Instant::now() + Duration::from_secs(5);
+        while !self.stdout_eof.load(Ordering::SeqCst) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            self.stdout_eof.load(Ordering::SeqCst),
+            "stdout never closed"
+        );
+        let out = self.stdout.lock().unwrap().clone();
+        String::from_utf8(out).expect("stdout is UTF-8")
     }
 }
 
