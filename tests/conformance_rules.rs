@@ -3,13 +3,15 @@
 //! needs, the build's warnings give the rejected lines, and the router plus
 //! the header rules give the response.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 
+use common::build_router;
 use serde_json::Value;
-use sitepack::build::{build, BuildOptions, BuildReport, Compression, WalkOptions};
+use sitepack::build::BuildReport;
 use sitepack::config::{Config, HtmlHandling};
-use sitepack::format::Bundle;
 use sitepack::route::canonical;
 use sitepack::route::{conditional, Outcome, RequestHead, Router, Scratch};
 
@@ -57,21 +59,7 @@ fn build_site(
         html_handling: html,
         ..Config::default()
     };
-    let report = build(
-        &BuildOptions {
-            root,
-            output: out.clone(),
-            config,
-            compression: Compression::Fast,
-            walk: WalkOptions::default(),
-        },
-        &(),
-    )
-    .unwrap();
-    (
-        Router::new(Bundle::open(fs::read(&out).unwrap()).unwrap()).unwrap(),
-        report,
-    )
+    build_router(&root, &out, config)
 }
 
 fn invalid_lines(report: &BuildReport, file: &str) -> Vec<u64> {

@@ -11,15 +11,16 @@
 //! corpus (`reference_matches_conformance_corpus`) and against the §1.5
 //! tables and the worked examples of the spec (`reference_matches_spec_tables`).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
+use common::build_router;
 use proptest::prelude::*;
 use serde_json::Value;
-use sitepack::build::{build, BuildOptions, Compression, WalkOptions};
 use sitepack::config::{Config, HtmlHandling, NotFoundHandling};
-use sitepack::format::Bundle;
 use sitepack::route::{Outcome, RequestHead, Router, Scratch};
 
 /// A direct reading of the spec, deliberately naive: every step is
@@ -943,18 +944,7 @@ fn compile(files: &BTreeMap<String, u32>, mode: Html, nf: NotFound) -> Router<Ve
         not_found_handling,
         ..Config::default()
     };
-    build(
-        &BuildOptions {
-            root,
-            output: out.clone(),
-            config,
-            compression: Compression::Fast,
-            walk: WalkOptions::default(),
-        },
-        &(),
-    )
-    .unwrap();
-    Router::new(Bundle::open(fs::read(&out).unwrap()).unwrap()).unwrap()
+    build_router(&root, &out, config).0
 }
 
 /// The compiled router's answer, in the reference's terms.

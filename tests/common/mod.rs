@@ -217,14 +217,35 @@ pub fn lib_build_with(
     out: &Path,
     progress: &dyn build::Progress,
 ) -> Result<BuildReport, build::BuildError> {
+    lib_build_config(root, out, Config::default(), progress)
+}
+
+/// [`lib_build`] with `config`, reporting to `progress`.
+pub fn lib_build_config(
+    root: &Path,
+    out: &Path,
+    config: Config,
+    progress: &dyn build::Progress,
+) -> Result<BuildReport, build::BuildError> {
     let opts = BuildOptions {
         root: root.to_path_buf(),
         output: out.to_path_buf(),
-        config: Config::default(),
+        config,
         compression: Compression::Fast,
         walk: WalkOptions::default(),
     };
     build::build(&opts, progress)
+}
+
+/// Builds `root` into `out` with `config` and opens a router over it.
+pub fn build_router(
+    root: &Path,
+    out: &Path,
+    config: Config,
+) -> (sitepack::route::Router<Vec<u8>>, BuildReport) {
+    let report = lib_build_config(root, out, config, &()).unwrap();
+    let bundle = sitepack::format::Bundle::open(fs::read(out).unwrap()).unwrap();
+    (sitepack::route::Router::new(bundle).unwrap(), report)
 }
 
 /// A small valid bundle's bytes (built once per call from a scratch tree).
