@@ -289,15 +289,16 @@ fn write_in_order(
     let mut pos = 0;
     while pos < order.len() && !st.abort {
         let file = order[pos];
-        let (hash, etag) = match st.slots[pos] {
+        let hashed = match st.slots[pos] {
             Slot::Pending => {
                 st = shared.progress.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
-            Slot::Failed => ([0; 32], [0; 16]),
-            Slot::Hashed { hash, etag } => (hash, etag),
+            Slot::Failed => None,
+            Slot::Hashed { hash, etag } => Some((hash, etag)),
         };
-        if matches!(st.slots[pos], Slot::Hashed { .. }) && st.problems.is_empty() {
+        // Once a file failed the build fails: positions are only passed.
+        if let Some((hash, etag)) = hashed.filter(|_| st.problems.is_empty()) {
             let g = st.groups.entry(hash).or_default();
             let blob = match g.blob {
                 Some(b) => b,
