@@ -207,7 +207,7 @@ fn header_reserved_byte_flip_is_caught() {
 }
 
 #[test]
-fn every_blob_region_flip_passes_open_but_fails_verify() {
+fn every_blob_region_flip_passes_open_but_fails_verify_and_verify_stored() {
     let b = sample();
     let end = index_start(&b);
     let mut m = b.clone();
@@ -218,6 +218,12 @@ fn every_blob_region_flip_passes_open_but_fails_verify() {
         assert!(
             bundle.verify().is_err(),
             "blob byte {i} flip not caught by verify"
+        );
+        // The hashes-only check a build runs before publishing catches
+        // every one of them too.
+        assert!(
+            bundle.verify_stored().is_err(),
+            "blob byte {i} flip not caught by verify_stored"
         );
         m[i] ^= 0x01;
     }

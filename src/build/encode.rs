@@ -84,7 +84,7 @@ pub fn read_checked(f: &WalkedFile) -> Result<Vec<u8>, String> {
 }
 
 /// The extension as Node's `path.extname` sees it, without the dot.
-fn extension(key: &str) -> &str {
+pub(crate) fn extension(key: &str) -> &str {
     let base = key.rsplit('/').next().unwrap_or(key);
     match base.rfind('.') {
         // Node's `path.extname`: from the last dot, unless that dot starts
@@ -197,6 +197,9 @@ pub fn precompressible(key: &str, content_type: Option<&str>) -> bool {
 
 /// The variants worth storing for `data`: each of gzip, br and zstd that is
 /// at least `MIN_SAVING_PERCENT` smaller than identity, in encoding-code order.
+/// Each kept variant is decoded (by an independent decoder for brotli) and
+/// compared with `data` before it is returned: an encoder bug fails the build
+/// here, naming the file, instead of reaching a client.
 pub fn compress(data: &[u8], level: Compression) -> io::Result<Vec<(u8, Vec<u8>)>> {
     let mut out = Vec::new();
     if data.is_empty() {
@@ -205,10 +208,25 @@ pub fn compress(data: &[u8], level: Compression) -> io::Result<Vec<(u8, Vec<u8>)
     for code in [encoding::GZIP, encoding::BR, encoding::ZSTD] {
         let enc = encode(code, data, level)?;
         if enc.len() * 100 <= data.len() * (100 - MIN_SAVING_PERCENT) {
+            check_decodes(code, &enc, data)?;
             out.push((code, enc));
         }
     }
     Ok(out)
+}
+
+/// Fails unless `enc` (encoded with `code`) decodes to exactly `data`.
+pub fn check_decodes(code: u8, enc: &[u8], data: &[u8]) -> io::Result<()> {
+    let name = encoding::name(code).unwrap_or("?");
+    let decoded = decode(code, enc, data.len()).map_err(|e| {
+        io::Error::other(format!("the {name} encoder's output does not decode: {e}"))
+    })?;
+    if decoded != data {
+        return Err(io::Error::other(format!(
+            "the {name} encoder's output decodes to other bytes than its input"
+        )));
+    }
+    Ok(())
 }
 
 /// Brotli quality for a file of `len` bytes under `level`.
@@ -369,6 +387,25 @@ mod tests {
             etag_hash(&big, "/big.bin")[..],
             h.finalize().as_bytes()[..16]
         );
+    }
+
+    /// The encoder self-check refuses output that does not decode, or
+    /// decodes to other bytes, for each encoding.
+    #[test]
+    fn check_decodes_refuses_wrong_or_broken_output() {
+        let data = b"<p>hello hello hello hello hello</p>\n".repeat(50);
+        let other = b"<p>other other other other other</p>\n".repeat(50);
+        for code in [encoding::GZIP, encoding::BR, encoding::ZSTD] {
+            let good = encode(code, &data, Compression::Fast).unwrap();
+            check_decodes(code, &good, &data).unwrap();
+            let wrong = encode(code, &other, Compression::Fast).unwrap();
+            let e = check_decodes(code, &wrong, &data).unwrap_err().to_string();
+            assert!(e.contains("decodes to other bytes"), "{code}: {e}");
+            let mut broken = good.clone();
+            broken.truncate(good.len() / 2);
+            let e = check_decodes(code, &broken, &data).unwrap_err().to_string();
+            assert!(e.contains("does not decode"), "{code}: {e}");
+        }
     }
 
     #[test]
