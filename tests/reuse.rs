@@ -160,6 +160,38 @@ fn tampered_or_differently_typed_contents_are_compressed_again() {
     assert_eq!(r["reused"]["blobs"], 4, "{r}");
 }
 
+/// ETags are taken from OLD per (content, extension): a content OLD held
+/// under `.html` only gets a fresh ETag under `.txt` and `.HTML` (the
+/// extension is hashed as written), and the output still equals a cold build.
+#[test]
+fn etags_are_reused_only_for_the_same_extension() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("dist");
+    site(&root);
+    let old = t.path().join("old.pack");
+    build_json(&root, &old, &[]);
+
+    write_tree(
+        &root,
+        &[
+            ("copy.html", &text("home")),
+            ("copy.txt", &text("home")),
+            ("COPY.HTML", &text("home")),
+        ],
+    );
+    let cold = t.path().join("cold.pack");
+    let (_, cold_bytes) = build_json(&root, &cold, &[]);
+    let warm = t.path().join("warm.pack");
+    let (r, warm_bytes) = build_json(&root, &warm, &["--reuse", old.to_str().unwrap()]);
+    assert!(warm_bytes == cold_bytes, "output differs from a cold build");
+    assert_eq!(r["reused"]["blobs"], 5, "{r}");
+    let b = sitepack::format::Bundle::open(&warm_bytes[..]).unwrap();
+    let etag = |p: &str| b.assets().find(|a| a.path == p).unwrap().etag;
+    assert_eq!(etag("/copy.html"), etag("/index.html"));
+    assert_ne!(etag("/copy.txt"), etag("/index.html"));
+    assert_ne!(etag("/COPY.HTML"), etag("/index.html"));
+}
+
 /// `serve DIR` rebuilds an edited tree reusing its previous cache file: only
 /// the edited content is compressed again.
 #[test]

@@ -193,7 +193,9 @@ pub fn encode_files(
                 }
             };
             let hash = *blake3::hash(&data).as_bytes();
-            let etag = encode::etag_hash(&data, &f.key);
+            let etag = reuse
+                .and_then(|r| r.etag(&hash, &f.key))
+                .unwrap_or_else(|| encode::etag_hash(&data, &f.key));
             let compress = {
                 let mut st = shared.lock();
                 st.slots[pos] = Slot::Hashed { hash, etag };
