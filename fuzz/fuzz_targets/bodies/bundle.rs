@@ -50,6 +50,7 @@ pub fn run(input: &[u8]) {
     for p in &paths {
         let _ = bundle.route(p);
     }
+    let _ = bundle.verify_stored();
     let _ = bundle.verify();
     let Ok(router) = Router::new(bundle) else {
         return;
