@@ -7,6 +7,10 @@
 //!     cargo run --release --example compression_sweep -- DIR [EXT,EXT,...]
 //!
 //! EXT defaults to html,js,css,svg,json (what the shell peer compresses).
+//!
+//! With `PER_FILE=9,10,11` it prints instead one line per file: its size,
+//! then bytes and CPU seconds at each of those brotli qualities, tab
+//! separated (the input of the size-threshold choice in COMPRESSION.md).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -75,6 +79,10 @@ fn main() {
         .iter()
         .map(|p| std::fs::read(p).expect("read"))
         .collect();
+    if let Ok(qualities) = std::env::var("PER_FILE") {
+        per_file(&datas, &qualities);
+        return;
+    }
     let mut input = [0usize; 4];
     for d in &datas {
         input[class(d.len())] += d.len();
@@ -143,5 +151,22 @@ fn main() {
                 .collect::<Vec<_>>()
                 .join(" / "),
         );
+    }
+}
+
+/// `size (bytes cpu_s)*` per file, one brotli quality after another.
+fn per_file(datas: &[Vec<u8>], qualities: &str) {
+    let qualities: Vec<i32> = qualities
+        .split(',')
+        .map(|q| q.trim().parse().expect("PER_FILE: qualities like 9,10,11"))
+        .collect();
+    for d in datas {
+        let mut line = d.len().to_string();
+        for &q in &qualities {
+            let t = thread_cpu();
+            let n = brotli(d, q);
+            line += &format!("\t{n}\t{:.6}", (thread_cpu() - t).as_secs_f64());
+        }
+        println!("{line}");
     }
 }
