@@ -744,6 +744,35 @@ fn max_connections_holds_the_extra_connection_until_one_closes() {
     assert!(s.is_alive());
 }
 
+/// `--threads 3` keeps connection counts level across its threads (a thread
+/// accepts only while it holds no more than the others): 30 connections
+/// opened at once are all accepted and answered, also in the reverse order
+/// of opening, and after most of them close new ones are still accepted.
+#[test]
+fn balanced_threads_accept_and_answer_every_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = demo_bundle(tmp.path(), "site.pack", &[]);
+    let s = ServerProc::start_with(&bundle, &["--threads", "3"], Stdout::Capture);
+    let mut conns: Vec<TcpStream> = (0..30).map(|_| connect(s.port)).collect();
+    for c in conns.iter_mut().rev() {
+        c.write_all(&get_req("/robots.txt", true)).unwrap();
+        let r = read_response(c, "GET", Duration::from_secs(10));
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(r.body, demo_file("robots.txt"));
+    }
+    conns.truncate(2);
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..10 {
+        let r = get(s.port, "/robots.txt", &[]);
+        assert_eq!(r.status, 200);
+    }
+    for c in &mut conns {
+        c.write_all(&get_req("/", true)).unwrap();
+        let r = read_response(c, "GET", Duration::from_secs(10));
+        assert_eq!(r.status, 200, "{}", r.describe());
+    }
+}
+
 /// A client that sends part of a request head and stalls is disconnected
 /// after the 10 s header read timeout (EOF, or a 408 then EOF), while other
 /// clients are answered throughout.

@@ -5,6 +5,7 @@
 //! that is a zero-copy slice of the mapping. Requests routed to the Worker go
 //! to the [`Worker`] hook.
 
+pub mod balance;
 pub mod fragment;
 pub mod reload;
 pub mod respond;
@@ -469,14 +470,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    serve_with(listener, state, limits, permits, shutdown).await
+    serve_with(listener, state, limits, permits, None, shutdown).await
 }
 
 /// Serves `listener` on `threads` threads, each running its own
 /// single-threaded runtime that accepts on a clone of the listening socket
 /// and serves its connections start to finish, as nginx's workers do: no
 /// request hops between threads and an idle thread sleeps in its own epoll.
-/// `--max-connections` is shared. Each thread stops accepting when `stop`
+/// `--max-connections` is shared, and a thread accepts only while it holds
+/// no more connections than the others (`balance`). Each thread stops accepting when `stop`
 /// turns true and drains its connections; returns their join handles.
 pub fn spawn_workers(
     listener: std::net::TcpListener,
@@ -487,10 +489,12 @@ pub fn spawn_workers(
 ) -> std::io::Result<Vec<std::thread::JoinHandle<std::io::Result<()>>>> {
     listener.set_nonblocking(true)?;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let balance = balance::Balance::new(threads);
     let mut handles = Vec::new();
     for i in 0..threads.max(1) {
         let listener = listener.try_clone()?;
         let (state, limits, permits) = (state.clone(), limits.clone(), permits.clone());
+        let balance = Some((balance.clone(), i));
         let mut stop = stop.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -503,7 +507,7 @@ pub fn spawn_workers(
                     let stopped = async move {
                         let _ = stop.wait_for(|s| *s).await;
                     };
-                    serve_with(listener, state, limits, permits, stopped).await
+                    serve_with(listener, state, limits, permits, balance, stopped).await
                 })
             })?;
         handles.push(handle);
@@ -516,6 +520,7 @@ async fn serve_with(
     state: Arc<State>,
     limits: Limits,
     permits: Arc<Semaphore>,
+    balance: Option<(Arc<balance::Balance>, usize)>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -536,6 +541,12 @@ async fn serve_with(
     let stopping = tokio::sync::watch::Sender::new(false);
     tokio::pin!(shutdown);
     loop {
+        if let Some((b, me)) = &balance {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = b.turn(*me) => {}
+            }
+        }
         let permit = tokio::select! {
             _ = &mut shutdown => break,
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -553,6 +564,7 @@ async fn serve_with(
             },
         };
         let _ = stream.set_nodelay(true);
+        let seat = balance.as_ref().map(|(b, me)| b.seat(*me));
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
@@ -586,7 +598,7 @@ async fn serve_with(
                 .serve_connection(TokioIo::new(fragment::FragmentGuard::new(stream)), service)
                 .into_owned();
             let _ = watcher.watch(conn).await;
-            drop(permit);
+            drop((permit, seat));
         });
     }
     // Stop listening now, not when the drain ends: a client connecting
