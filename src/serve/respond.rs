@@ -48,9 +48,19 @@ fn slice_of(site: &Arc<Site>, bytes: &[u8]) -> Bytes {
     })
 }
 
-pub fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+/// Room for every field an asset response carries (type, length, ETag,
+/// cache, Vary, encoding, ranges), so the map is allocated once, not grown.
+const RESPONSE_FIELDS: usize = 8;
+
+fn with_status(body: Body, status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
+    *r.headers_mut() = http::HeaderMap::with_capacity(RESPONSE_FIELDS);
+    r
+}
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = with_status(Empty::new().map_err(|never| match never {}).boxed(), status);
     // Stated explicitly so HEAD carries the same Content-Length as GET
     // (hyper only derives it from a body it sends); 304 and 204 carry none.
     if status != StatusCode::NOT_MODIFIED && status != StatusCode::NO_CONTENT {
@@ -61,9 +71,10 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 }
 
 pub fn full(status: StatusCode, bytes: Bytes) -> Response<Body> {
-    let mut r = Response::new(Full::new(bytes).map_err(|never| match never {}).boxed());
-    *r.status_mut() = status;
-    r
+    with_status(
+        Full::new(bytes).map_err(|never| match never {}).boxed(),
+        status,
+    )
 }
 
 /// The parts of a request the response depends on.
@@ -153,13 +164,12 @@ fn asset_response(
     );
 
     // Range applies to the identity representation only; If-Range needs a
-    // strong match with it, else the Range is ignored.
-    let identity_etag = representation_etag(asset, None);
-    // Range applies to the asset itself (200), never to the 404 page.
-    let range = req
-        .range
-        .filter(|_| status == 200)
-        .filter(|_| req.if_range.is_none_or(|v| v == identity_etag.as_bytes()));
+    // strong match with it, else the Range is ignored. Range applies to the
+    // asset itself (200), never to the 404 page.
+    let range = req.range.filter(|_| status == 200).filter(|_| {
+        req.if_range
+            .is_none_or(|v| v == representation_etag(asset, None).as_bytes())
+    });
     let range_plan = range.map(|r| plan_range(r, identity.len() as u64));
     let use_identity = matches!(
         range_plan,
@@ -174,7 +184,7 @@ fn asset_response(
             .map_or(identity, |v| v.bytes),
     };
     let etag = if bytes.as_ptr() == identity.as_ptr() {
-        identity_etag.clone()
+        representation_etag(asset, None)
     } else {
         representation_etag(asset, code)
     };
@@ -243,13 +253,14 @@ fn asset_response(
     resp
 }
 
-/// A body of bundle bytes; HEAD keeps the length but sends nothing.
+/// A body of bundle bytes; HEAD keeps the length but sends nothing. A GET
+/// body's exact length is written by hyper from the body itself, so only
+/// HEAD needs the field (and no per-response number formatting otherwise).
 fn body(site: &Arc<Site>, status: StatusCode, bytes: &[u8], head_only: bool) -> Response<Body> {
-    let mut r = if head_only {
-        empty(status)
-    } else {
-        full(status, slice_of(site, bytes))
-    };
+    if !head_only {
+        return full(status, slice_of(site, bytes));
+    }
+    let mut r = empty(status);
     r.headers_mut().insert(
         header::CONTENT_LENGTH,
         HeaderValue::from(bytes.len() as u64),
