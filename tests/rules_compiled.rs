@@ -17,7 +17,7 @@ use sitepack::format::write::{write_bundle, BundleSpec};
 use sitepack::format::Bundle;
 use sitepack::route::{canonical, Outcome, RequestHead, Router, Scratch};
 use sitepack::rules::compiled::{CompiledHeaders, CompiledRedirects};
-use sitepack::rules::headers::{self, HeaderSink};
+use sitepack::rules::headers::{self, HeaderOps, RecordedOp};
 use sitepack::rules::pattern::normalize_url;
 use sitepack::rules::redirects;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -96,22 +96,6 @@ fn cases(name: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Every header operation in order, so two runs compare op for op.
-#[derive(Default, Debug, PartialEq, Eq)]
-struct Log(Vec<(char, String, String)>);
-
-impl HeaderSink for Log {
-    fn remove(&mut self, name: &str) {
-        self.0.push(('-', name.into(), String::new()));
-    }
-    fn set(&mut self, name: &str, value: &str) {
-        self.0.push(('=', name.into(), value.into()));
-    }
-    fn append(&mut self, name: &str, value: &str) {
-        self.0.push(('+', name.into(), value.into()));
-    }
-}
-
 /// The raw pathname and query a request target gives the rules.
 fn raw(target: &str) -> (String, Option<String>) {
     let u = normalize_url(target, true);
@@ -176,7 +160,7 @@ fn same_headers(text: &str, paths: &[String]) -> usize {
     for target in paths {
         let (path, _) = raw(target);
         for host in [Some("example.com"), Some("a.example.com"), None] {
-            let (mut want, mut got) = (Log::default(), Log::default());
+            let (mut want, mut got) = (HeaderOps::default(), HeaderOps::default());
             parsed.apply(host, &path, &mut want);
             compiled.apply(host, &path, &mut got);
             assert_eq!(
@@ -422,7 +406,7 @@ fn loading_builds_nothing_and_misses_allocate_nothing() {
     assert_eq!(with_rules, base, "Router::new allocates per rule");
 
     let mut scratch = Scratch::new();
-    let mut log = Log::default();
+    let mut log = HeaderOps::default();
     for (target, want) in [
         ("/nothing", None),
         ("/s/2000", None),
@@ -455,8 +439,8 @@ fn loading_builds_nothing_and_misses_allocate_nothing() {
     assert_eq!(
         log.0,
         vec![
-            ('-', "x-old".into(), String::new()),
-            ('=', "x-h".into(), "99".into())
+            RecordedOp::Remove("x-old".into()),
+            RecordedOp::Set("x-h".into(), "99".into())
         ]
     );
     let mut c = canonical::Scratch::new();
@@ -706,7 +690,7 @@ fn random_resigned_rule_edits_never_panic() {
                 accepted.set(accepted.get() + 1);
                 let router = Router::new(bundle).unwrap();
                 let mut scratch = Scratch::new();
-                let mut log = Log::default();
+                let mut log = HeaderOps::default();
                 for t in ["/home", "/posts/x", "/x/a/b", "/a/b", "/"] {
                     let req = RequestHead {
                         method: "GET",

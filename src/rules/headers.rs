@@ -89,6 +89,32 @@ pub trait HeaderSink {
     fn append(&mut self, name: &str, value: &str);
 }
 
+/// One operation of [`HeaderRules::apply`], as [`HeaderOps`] records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordedOp {
+    Remove(String),
+    Set(String, String),
+    Append(String, String),
+}
+
+/// A [`HeaderSink`] that records every operation in order instead of
+/// applying it, so two rule engines (the parsed `_headers` text and the
+/// compiled bundle section) can be compared op for op.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderOps(pub Vec<RecordedOp>);
+
+impl HeaderSink for HeaderOps {
+    fn remove(&mut self, name: &str) {
+        self.0.push(RecordedOp::Remove(name.into()));
+    }
+    fn set(&mut self, name: &str, value: &str) {
+        self.0.push(RecordedOp::Set(name.into(), value.into()));
+    }
+    fn append(&mut self, name: &str, value: &str) {
+        self.0.push(RecordedOp::Append(name.into(), value.into()));
+    }
+}
+
 impl HeaderSink for HeaderMap {
     fn remove(&mut self, name: &str) {
         if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {

@@ -11,25 +11,9 @@ use sitepack::config::{Config, HtmlHandling};
 use sitepack::format::write::{write_bundle, BundleSpec};
 use sitepack::format::Bundle;
 use sitepack::rules::compiled::{CompiledHeaders, CompiledRedirects};
-use sitepack::rules::headers::HeaderSink;
+use sitepack::rules::headers::HeaderOps;
 use sitepack::rules::redirects::RedirectOutcome;
 use sitepack::rules::{headers, redirects};
-
-/// Every header operation in order, so parsed and compiled compare op for op.
-#[derive(Default, Debug, PartialEq, Eq)]
-struct Log(Vec<(char, String, String)>);
-
-impl HeaderSink for Log {
-    fn remove(&mut self, name: &str) {
-        self.0.push(('-', name.into(), String::new()));
-    }
-    fn set(&mut self, name: &str, value: &str) {
-        self.0.push(('=', name.into(), value.into()));
-    }
-    fn append(&mut self, name: &str, value: &str) {
-        self.0.push(('+', name.into(), value.into()));
-    }
-}
 
 /// One input; panics on a violated property.
 pub fn run(data: &[u8]) {
@@ -83,7 +67,7 @@ pub fn run(data: &[u8]) {
     let mut key = String::new();
     let got = CompiledRedirects::new(&bundle).evaluate(path, Some("q=1"), origin, &mut key);
     assert_eq!(got, want, "compiled vs parsed _redirects for {path:?}");
-    let (mut a, mut b) = (Log::default(), Log::default());
+    let (mut a, mut b) = (HeaderOps::default(), HeaderOps::default());
     h.apply(Some("example.com"), path, &mut a);
     CompiledHeaders::new(&bundle).apply(Some("example.com"), path, &mut b);
     assert_eq!(b, a, "compiled vs parsed _headers for {path:?}");
