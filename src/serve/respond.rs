@@ -253,14 +253,15 @@ fn asset_response(
     resp
 }
 
-/// A body of bundle bytes; HEAD keeps the length but sends nothing. A GET
-/// body's exact length is written by hyper from the body itself, so only
-/// HEAD needs the field (and no per-response number formatting otherwise).
+/// A body of bundle bytes; HEAD keeps the length but sends nothing. The
+/// length is stated for GET too (hyper would derive it) so that `sitepack
+/// resolve`, which prints this response, shows what the wire carries.
 fn body(site: &Arc<Site>, status: StatusCode, bytes: &[u8], head_only: bool) -> Response<Body> {
-    if !head_only {
-        return full(status, slice_of(site, bytes));
-    }
-    let mut r = empty(status);
+    let mut r = if head_only {
+        empty(status)
+    } else {
+        full(status, slice_of(site, bytes))
+    };
     r.headers_mut().insert(
         header::CONTENT_LENGTH,
         HeaderValue::from(bytes.len() as u64),
