@@ -38,6 +38,14 @@ fn brotli(data: &[u8], quality: i32) -> usize {
         .len()
 }
 
+/// Brotli without literal context modelling (what policy 7 uses up to
+/// 8 KiB at qualities 10 and 11).
+fn brotli_noctx(data: &[u8], quality: i32) -> usize {
+    sitepack::build::encode::brotli_with(data, quality, false)
+        .expect("brotli")
+        .len()
+}
+
 /// CPU time of this thread: unlike wall time it does not grow when other
 /// work shares the core.
 fn thread_cpu() -> Duration {
@@ -101,6 +109,8 @@ fn main() {
         ("br q9", |d| brotli(d, 9)),
         ("br q10", |d| brotli(d, 10)),
         ("br q11", |d| brotli(d, 11)),
+        ("br q10 noctx", |d| brotli_noctx(d, 10)),
+        ("br q11 noctx", |d| brotli_noctx(d, 11)),
         ("zstd 3", |d| {
             zstd::bulk::compress(d, 3).expect("zstd").len()
         }),

@@ -19,8 +19,8 @@ use crate::format::layout::encoding;
 pub enum Compression {
     /// Previews: fast levels everywhere.
     Fast,
-    /// Balanced: brotli 10 from 4 KiB to 1 MiB, 9 outside that, gzip 6
-    /// (docs/COMPRESSION.md).
+    /// Balanced: brotli 10 up to 1 MiB (no literal context modelling up to
+    /// 8 KiB), 9 above, gzip 6 (docs/COMPRESSION.md).
     #[default]
     Default,
     /// brotli 11 everywhere: the smallest br, at a shell peer's time.
@@ -31,7 +31,7 @@ impl Compression {
     /// Bumped whenever a level, window or threshold below changes what
     /// `compress` produces: variants made under another policy are never
     /// reused (`ConfigRecord::compression`).
-    pub const POLICY: u32 = 6;
+    pub const POLICY: u32 = 7;
 
     /// The value stored in a bundle's `ConfigRecord::compression`.
     pub fn policy_id(self) -> u32 {
@@ -230,16 +230,24 @@ pub fn check_decodes(code: u8, enc: &[u8], data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Brotli quality for a file of `len` bytes under `level`.
-fn brotli_quality(len: usize, level: Compression) -> i32 {
+/// Files up to this size are brotli-compressed without literal context
+/// modelling at qualities 10 and 11.
+pub const NO_LITERAL_CONTEXT_MAX: usize = 8 << 10;
+
+/// Brotli quality for a file of `len` bytes under `level`, and whether the
+/// encoder models literal contexts. On small files context modelling (64
+/// literal histograms, then clustering them) is most of the time at
+/// qualities 10–11, and what it signals can outweigh what it saves: up to
+/// 1 KiB the stream is *smaller* without it, up to 8 KiB about as small, for
+/// half the time or less. Above 1 MiB the files are few, heavy and
+/// repetitive enough that quality 9 loses ~2 % there. docs/COMPRESSION.md.
+fn brotli_params(len: usize, level: Compression) -> (i32, bool) {
+    let context = len > NO_LITERAL_CONTEXT_MAX;
     match level {
-        Compression::Fast => 5,
-        Compression::Max => 11,
-        // Below 4 KiB quality 10's fixed cost per file is most of its time
-        // and saves ~20 bytes a file; above 1 MiB the files are few, heavy
-        // and repetitive enough that 9 loses ~2 % there (docs/COMPRESSION.md).
-        Compression::Default if len > 4 << 10 && len <= 1 << 20 => 10,
-        Compression::Default => 9,
+        Compression::Fast => (5, true),
+        Compression::Max => (11, context),
+        Compression::Default if len <= 1 << 20 => (10, context),
+        Compression::Default => (9, true),
     }
 }
 
@@ -267,13 +275,24 @@ pub fn brotli_window(len: usize, quality: i32) -> i32 {
 /// bytes; docs/COMPRESSION.md). Its streams are decoded by the independent
 /// `brotli` crate before any bundle is published (`verify`).
 pub fn brotli(data: &[u8], quality: i32) -> io::Result<Vec<u8>> {
+    brotli_with(data, quality, true)
+}
+
+/// [`brotli`], with literal context modelling on or off (`false` is C
+/// brotli's `BROTLI_PARAM_DISABLE_LITERAL_CONTEXT_MODELING`).
+pub fn brotli_with(data: &[u8], quality: i32, literal_context: bool) -> io::Result<Vec<u8>> {
     let bad = |e: mbrotli::ConfigError| io::Error::other(e.to_string());
     let q = u8::try_from(quality).map_err(|_| io::Error::other("brotli quality out of range"))?;
     let window = u8::try_from(brotli_window(data.len(), quality))
         .map_err(|_| io::Error::other("brotli window out of range"))?;
     let config = mbrotli::EncoderConfig::default()
         .with_quality(mbrotli::Quality::try_from(q).map_err(bad)?)
-        .with_window(mbrotli::Window::standard(window).map_err(bad)?);
+        .with_window(mbrotli::Window::standard(window).map_err(bad)?)
+        .with_literal_context(if literal_context {
+            mbrotli::LiteralContextMode::Auto
+        } else {
+            mbrotli::LiteralContextMode::Disabled
+        });
     let mut c = mbrotli::Compressor::new(config).map_err(bad)?;
     c.compress(data)
         .map_err(|e| io::Error::other(e.to_string()))
@@ -295,7 +314,10 @@ fn encode(code: u8, data: &[u8], level: Compression) -> io::Result<Vec<u8>> {
             e.write_all(data)?;
             e.finish()
         }
-        encoding::BR => brotli(data, brotli_quality(data.len(), level)),
+        encoding::BR => {
+            let (quality, context) = brotli_params(data.len(), level);
+            brotli_with(data, quality, context)
+        }
         encoding::ZSTD => {
             let lvl = match level {
                 Compression::Fast => 3,
