@@ -123,6 +123,9 @@ pub fn escape_path(p: &OsStr) -> String {
 /// `(encoding code, bytes)` of each stored variant of one content.
 type Variants = Vec<(u8, Vec<u8>)>;
 
+/// A blob's variants and the BLAKE3 of each, in the same order.
+type HashedVariants = (Variants, Vec<[u8; 32]>);
+
 /// What to build.
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
@@ -284,17 +287,18 @@ impl Reuse {
 
     /// The stored variants of the content hashed `hash`, if the old build
     /// compressed it and every variant's bytes still match its hash.
-    fn variants(&self, hash: &[u8; 32]) -> Option<Variants> {
+    fn variants(&self, hash: &[u8; 32]) -> Option<HashedVariants> {
         let blob = *self.blobs.get(hash)?;
         let mut out = Vec::new();
         for v in self.bundle.variants(blob) {
             if blake3::hash(v.bytes).as_bytes() != v.hash {
                 return None;
             }
-            out.push((v.encoding?, v.bytes.to_vec()));
+            out.push((v.encoding?, v.bytes.to_vec(), *v.hash));
         }
-        out.sort_by_key(|(code, _)| *code);
-        Some(out)
+        out.sort_by_key(|(code, _, _)| *code);
+        let hashes = out.iter().map(|(_, _, h)| *h).collect();
+        Some((out.into_iter().map(|(c, b, _)| (c, b)).collect(), hashes))
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::encode::{self, Compression};
 use super::walk::FileSet;
-use super::{BuildError, Problem, Progress, Reuse, Reused, Variants};
+use super::{BuildError, HashedVariants, Problem, Progress, Reuse, Reused};
 use crate::format::write::BlobSink;
 
 /// Bytes in flight never limit the pipeline below this: a few large files
@@ -61,8 +61,8 @@ enum Slot {
 struct Group {
     /// The identity bytes, from the first member hashed until written.
     data: Option<Arc<Vec<u8>>>,
-    /// Set once compressed (or taken from `--reuse`).
-    variants: Option<Variants>,
+    /// Set once compressed (or taken from `--reuse`), with their hashes.
+    variants: Option<HashedVariants>,
     compressing: bool,
     reused: bool,
     blob: Option<u32>,
@@ -212,7 +212,7 @@ pub fn encode_files(
                             compress = true;
                         } else {
                             // The build fails anyway: do not spend time.
-                            g.variants = Some(Vec::new());
+                            g.variants = Some((Vec::new(), Vec::new()));
                         }
                     }
                 }
@@ -224,7 +224,10 @@ pub fn encode_files(
                 let was_reused = old.is_some();
                 let result = match old {
                     Some(v) => Ok(v),
-                    None => encode::compress(&data, level),
+                    None => encode::compress(&data, level).map(|v| {
+                        let hashes = v.iter().map(|(_, b)| *blake3::hash(b).as_bytes()).collect();
+                        (v, hashes)
+                    }),
                 };
                 let mut st = shared.lock();
                 match result {
@@ -314,10 +317,10 @@ fn write_in_order(
                     let b = out.blob_lens.len() as u32;
                     g.blob = Some(b);
                     let data = g.data.take().unwrap_or_default();
-                    let variants = g.variants.take().unwrap_or_default();
+                    let (variants, variant_hashes) = g.variants.take().unwrap_or_default();
                     let reused = g.reused;
                     drop(st);
-                    let written = sink.blob(&data, &hash, &variants);
+                    let written = sink.blob_hashed(&data, &hash, &variants, &variant_hashes);
                     st = shared.lock();
                     if let Err(e) = written {
                         st.failure.get_or_insert(BuildError::io(sink_path, e));

@@ -96,11 +96,34 @@ fn u32_of(n: usize) -> io::Result<u32> {
 pub trait BlobSink {
     /// Takes blob number N (its identity bytes, their BLAKE3 and the stored
     /// variants in encoding-code order) for the Nth call.
-    fn blob(&mut self, data: &[u8], hash: &[u8; 32], variants: &[(u8, Vec<u8>)]) -> io::Result<()>;
+    fn blob(&mut self, data: &[u8], hash: &[u8; 32], variants: &[(u8, Vec<u8>)]) -> io::Result<()> {
+        let hashes: Vec<[u8; 32]> = variants
+            .iter()
+            .map(|(_, bytes)| *blake3::hash(bytes).as_bytes())
+            .collect();
+        self.blob_hashed(data, hash, variants, &hashes)
+    }
+
+    /// [`blob`](Self::blob) with each variant's BLAKE3 already known
+    /// (`variant_hashes[i]` of `variants[i]`): the build hashes variants on
+    /// the worker that made or reused them, not on the one writer thread.
+    fn blob_hashed(
+        &mut self,
+        data: &[u8],
+        hash: &[u8; 32],
+        variants: &[(u8, Vec<u8>)],
+        variant_hashes: &[[u8; 32]],
+    ) -> io::Result<()>;
 }
 
 impl BlobSink for Vec<BlobSpec> {
-    fn blob(&mut self, data: &[u8], hash: &[u8; 32], variants: &[(u8, Vec<u8>)]) -> io::Result<()> {
+    fn blob_hashed(
+        &mut self,
+        data: &[u8],
+        hash: &[u8; 32],
+        variants: &[(u8, Vec<u8>)],
+        _variant_hashes: &[[u8; 32]],
+    ) -> io::Result<()> {
         self.push(BlobSpec {
             data: data.to_vec(),
             hash: *hash,
@@ -148,18 +171,27 @@ impl<W: Write + Seek> BundleWriter<W> {
 }
 
 impl<W: Write + Seek> BlobSink for BundleWriter<W> {
-    fn blob(&mut self, data: &[u8], hash: &[u8; 32], variants: &[(u8, Vec<u8>)]) -> io::Result<()> {
+    fn blob_hashed(
+        &mut self,
+        data: &[u8],
+        hash: &[u8; 32],
+        variants: &[(u8, Vec<u8>)],
+        variant_hashes: &[[u8; 32]],
+    ) -> io::Result<()> {
+        if variant_hashes.len() != variants.len() {
+            return Err(io::Error::other("a variant hash for each variant"));
+        }
         let offset = self.pos;
         self.w.write_all(data)?;
         self.pos += data.len() as u64;
         let first = u32_of(self.variant_records.len())?;
-        for (enc, bytes) in variants {
+        for ((enc, bytes), vhash) in variants.iter().zip(variant_hashes) {
             self.variant_records.push(VariantRecord {
                 encoding: *enc,
                 reserved: [0; 7],
                 offset: U64::new(self.pos),
                 len: U64::new(bytes.len() as u64),
-                hash: *blake3::hash(bytes).as_bytes(),
+                hash: *vhash,
             });
             self.w.write_all(bytes)?;
             self.pos += bytes.len() as u64;
@@ -711,5 +743,31 @@ impl PublishError {
             path: path.display().to_string(),
             message: format!("{what}: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer records the variant hashes it is given, one per variant,
+    /// and refuses a call whose counts differ.
+    #[test]
+    fn blob_hashed_takes_one_hash_per_variant() {
+        let mut w = BundleWriter::new(io::Cursor::new(Vec::new())).unwrap();
+        let data = b"hello hello hello";
+        let hash = *blake3::hash(data).as_bytes();
+        let variants = vec![(1u8, b"v1".to_vec()), (2u8, b"v2".to_vec())];
+        let e = w
+            .blob_hashed(data, &hash, &variants, &[[7; 32]])
+            .unwrap_err();
+        assert!(e.to_string().contains("variant hash"), "{e}");
+        w.blob_hashed(data, &hash, &variants, &[[7; 32], [9; 32]])
+            .unwrap();
+        let hashes: Vec<[u8; 32]> = w.variant_records.iter().map(|v| v.hash).collect();
+        assert_eq!(hashes, vec![[7; 32], [9; 32]]);
+        // The default `blob` hashes the bytes itself.
+        w.blob(data, &hash, &variants).unwrap();
+        assert_eq!(w.variant_records[2].hash, *blake3::hash(b"v1").as_bytes());
     }
 }
