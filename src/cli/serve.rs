@@ -39,15 +39,24 @@ pub struct Args {
 }
 
 /// Builds DIR into a cache file named after everything that affects the
-/// bundle (the config and every file's path, size, inode and mtime), so an
-/// unchanged tree is served at once and a changed one is rebuilt.
+/// bundle (the config, sitepack's version and compression policy, and every
+/// file's path, size, inode and mtime), so an unchanged tree is served at
+/// once and a changed one, or one last built under another policy, is
+/// rebuilt.
 fn cached_build(dir: &Path, config: &Config) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let set = build::walk::walk(dir, &WalkOptions::default())?;
     let mut h = blake3::Hasher::new();
     let canonical = dir.canonicalize()?;
     h.update(canonical.as_os_str().as_encoded_bytes());
-    h.update(format!("{config:?}{}", env!("CARGO_PKG_VERSION")).as_bytes());
+    h.update(
+        format!(
+            "{config:?}{}{:#x}",
+            env!("CARGO_PKG_VERSION"),
+            Compression::Default.policy_id()
+        )
+        .as_bytes(),
+    );
     h.update(set.headers_text.as_deref().unwrap_or("").as_bytes());
     h.update(set.redirects_text.as_deref().unwrap_or("").as_bytes());
     for f in &set.files {
