@@ -216,15 +216,16 @@ pub fn compress(data: &[u8], level: Compression) -> io::Result<Vec<(u8, Vec<u8>)
     Ok(out)
 }
 
-/// Fails unless `enc` (encoded with `code`) decodes to exactly `data`.
+/// Fails unless the variant `enc` (encoded with `code`) decodes to exactly
+/// `data`: the build's check of what it just compressed, and `verify`'s of
+/// what a bundle stores.
 pub fn check_decodes(code: u8, enc: &[u8], data: &[u8]) -> io::Result<()> {
     let name = encoding::name(code).unwrap_or("?");
-    let decoded = decode(code, enc, data.len()).map_err(|e| {
-        io::Error::other(format!("the {name} encoder's output does not decode: {e}"))
-    })?;
+    let decoded = decode(code, enc, data.len())
+        .map_err(|e| io::Error::other(format!("{name} variant does not decode: {e}")))?;
     if decoded != data {
         return Err(io::Error::other(format!(
-            "the {name} encoder's output decodes to other bytes than its input"
+            "{name} variant decodes to other bytes than its content"
         )));
     }
     Ok(())
