@@ -289,16 +289,17 @@ impl Reuse {
     /// compressed it and every variant's bytes still match its hash.
     fn variants(&self, hash: &[u8; 32]) -> Option<HashedVariants> {
         let blob = *self.blobs.get(hash)?;
-        let mut out = Vec::new();
-        for v in self.bundle.variants(blob) {
+        let mut stored: Vec<_> = self.bundle.variants(blob).collect();
+        stored.sort_by_key(|v| v.encoding);
+        let (mut variants, mut hashes) = (Vec::new(), Vec::new());
+        for v in stored {
             if blake3::hash(v.bytes).as_bytes() != v.hash {
                 return None;
             }
-            out.push((v.encoding?, v.bytes.to_vec(), *v.hash));
+            variants.push((v.encoding?, v.bytes.to_vec()));
+            hashes.push(*v.hash);
         }
-        out.sort_by_key(|(code, _, _)| *code);
-        let hashes = out.iter().map(|(_, _, h)| *h).collect();
-        Some((out.into_iter().map(|(c, b, _)| (c, b)).collect(), hashes))
+        Some((variants, hashes))
     }
 }
 

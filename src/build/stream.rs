@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use super::encode::{self, Compression};
 use super::walk::FileSet;
 use super::{BuildError, HashedVariants, Problem, Progress, Reuse, Reused};
-use crate::format::write::BlobSink;
+use crate::format::write::{self, BlobSink};
 
 /// Bytes in flight never limit the pipeline below this: a few large files
 /// must not serialise a build whose whole input is smaller.
@@ -225,7 +225,7 @@ pub fn encode_files(
                 let result = match old {
                     Some(v) => Ok(v),
                     None => encode::compress(&data, level).map(|v| {
-                        let hashes = v.iter().map(|(_, b)| *blake3::hash(b).as_bytes()).collect();
+                        let hashes = write::variant_hashes(&v);
                         (v, hashes)
                     }),
                 };

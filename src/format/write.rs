@@ -97,11 +97,7 @@ pub trait BlobSink {
     /// Takes blob number N (its identity bytes, their BLAKE3 and the stored
     /// variants in encoding-code order) for the Nth call.
     fn blob(&mut self, data: &[u8], hash: &[u8; 32], variants: &[(u8, Vec<u8>)]) -> io::Result<()> {
-        let hashes: Vec<[u8; 32]> = variants
-            .iter()
-            .map(|(_, bytes)| *blake3::hash(bytes).as_bytes())
-            .collect();
-        self.blob_hashed(data, hash, variants, &hashes)
+        self.blob_hashed(data, hash, variants, &variant_hashes(variants))
     }
 
     /// [`blob`](Self::blob) with each variant's BLAKE3 already known
@@ -114,6 +110,14 @@ pub trait BlobSink {
         variants: &[(u8, Vec<u8>)],
         variant_hashes: &[[u8; 32]],
     ) -> io::Result<()>;
+}
+
+/// The BLAKE3 of each variant, in order (what `VariantRecord::hash` holds).
+pub fn variant_hashes(variants: &[(u8, Vec<u8>)]) -> Vec<[u8; 32]> {
+    variants
+        .iter()
+        .map(|(_, bytes)| *blake3::hash(bytes).as_bytes())
+        .collect()
 }
 
 impl BlobSink for Vec<BlobSpec> {
