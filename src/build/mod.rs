@@ -7,7 +7,7 @@ pub mod routes;
 pub mod stream;
 pub mod walk;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -473,47 +473,71 @@ fn index_spec(
 /// html_handling maps to an asset or a redirect (precomputed by
 /// `routes::compile` with the real content hashes).
 pub fn compile_routes(assets: &[AssetSpec], config: &Config) -> Vec<RouteSpec> {
+    use rayon::prelude::*;
     let keys: Vec<(String, [u8; 16])> = assets.iter().map(|a| (a.key.clone(), a.etag)).collect();
-    let mut table: BTreeMap<String, RouteSpec> = assets
+    // Both lists are sorted by path, so they merge in one pass; a path of
+    // both is the html_handling route with the asset's own index as
+    // `exact_asset`. A large site has a few hundred thousand of them: the
+    // records are made on the rayon pool.
+    let mut own: Vec<(&str, u32)> = assets
         .iter()
         .enumerate()
-        .map(|(i, a)| {
-            let r = RouteSpec {
-                path: a.key.clone(),
-                action: action::SERVE,
-                status: 200,
-                asset: i as u32,
-                location: String::new(),
-                exact_asset: i as u32,
-            };
-            (a.key.clone(), r)
-        })
+        .map(|(i, a)| (a.key.as_str(), i as u32))
         .collect();
-    for (path, target) in routes::compile(&keys, config.html_handling, config.not_found_handling) {
-        let r = table.entry(path.clone()).or_insert_with(|| RouteSpec {
-            path,
-            action: action::NONE,
-            status: 0,
-            asset: NO_ASSET,
-            location: String::new(),
-            exact_asset: NO_ASSET,
-        });
-        match target {
-            routes::RouteTarget::Serve(i) => {
-                r.action = action::SERVE;
-                r.status = 200;
-                r.asset = i as u32;
+    own.sort_by(|a, b| a.0.cmp(b.0));
+    // The last asset of a key wins, as a map built from the list would keep.
+    own.reverse();
+    own.dedup_by(|a, b| a.0 == b.0);
+    own.reverse();
+    let html: Vec<RouteSpec> =
+        routes::compile(&keys, config.html_handling, config.not_found_handling)
+            .into_par_iter()
+            .map(|(path, target)| match target {
+                routes::RouteTarget::Serve(i) => RouteSpec {
+                    path,
+                    action: action::SERVE,
+                    status: 200,
+                    asset: i as u32,
+                    location: String::new(),
+                    exact_asset: NO_ASSET,
+                },
+                routes::RouteTarget::Redirect(to) => {
+                    let mut location = String::new();
+                    crate::route::canonical::write_location(&to, "", &mut location);
+                    RouteSpec {
+                        path,
+                        action: action::REDIRECT,
+                        status: 307,
+                        asset: NO_ASSET,
+                        location,
+                        exact_asset: NO_ASSET,
+                    }
+                }
+            })
+            .collect();
+    let serve_own = |(key, i): (&str, u32)| RouteSpec {
+        path: key.to_string(),
+        action: action::SERVE,
+        status: 200,
+        asset: i,
+        location: String::new(),
+        exact_asset: i,
+    };
+    let mut table = Vec::with_capacity(own.len() + html.len());
+    let mut own = own.into_iter().peekable();
+    for mut r in html {
+        while let Some(&(key, i)) = own.peek() {
+            match key.cmp(r.path.as_str()) {
+                std::cmp::Ordering::Less => table.push(serve_own((key, i))),
+                std::cmp::Ordering::Equal => r.exact_asset = i,
+                std::cmp::Ordering::Greater => break,
             }
-            routes::RouteTarget::Redirect(to) => {
-                r.action = action::REDIRECT;
-                r.status = 307;
-                r.asset = NO_ASSET;
-                r.location.clear();
-                crate::route::canonical::write_location(&to, "", &mut r.location);
-            }
+            own.next();
         }
+        table.push(r);
     }
-    table.into_values().collect()
+    table.extend(own.map(serve_own));
+    table
 }
 
 fn report(
@@ -546,5 +570,82 @@ fn report(
         encodings,
         reused: enc.reused.clone(),
         warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HtmlHandling;
+
+    /// The merged table holds exactly: one route per asset key (its own
+    /// index as `exact_asset`), and every route `routes::compile` makes,
+    /// with its target; sorted, each path once.
+    #[test]
+    fn compile_routes_merges_assets_and_html_routes() {
+        let keys = [
+            "/about.html",
+            "/app.js",
+            "/blog/index.html",
+            "/blog/post.html",
+            "/index.html",
+            "/z/index.html",
+        ];
+        let assets: Vec<AssetSpec> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| AssetSpec {
+                key: k.to_string(),
+                content_type: None,
+                blob: i as u32,
+                etag: [i as u8; 16],
+            })
+            .collect();
+        for mode in [
+            HtmlHandling::AutoTrailingSlash,
+            HtmlHandling::ForceTrailingSlash,
+            HtmlHandling::DropTrailingSlash,
+            HtmlHandling::None,
+        ] {
+            let config = Config {
+                html_handling: mode,
+                ..Config::default()
+            };
+            let table = compile_routes(&assets, &config);
+            assert!(table.windows(2).all(|w| w[0].path < w[1].path), "{mode:?}");
+            let with_hashes: Vec<(String, [u8; 16])> =
+                assets.iter().map(|a| (a.key.clone(), a.etag)).collect();
+            let html = routes::compile(&with_hashes, mode, config.not_found_handling);
+            let mut expected = keys.len() + html.len();
+            for (path, target) in &html {
+                let r = table.iter().find(|r| &r.path == path).unwrap();
+                match target {
+                    routes::RouteTarget::Serve(i) => {
+                        assert_eq!(
+                            (r.action, r.status, r.asset),
+                            (action::SERVE, 200, *i as u32)
+                        );
+                    }
+                    routes::RouteTarget::Redirect(_) => {
+                        assert_eq!(
+                            (r.action, r.status, r.asset),
+                            (action::REDIRECT, 307, NO_ASSET)
+                        );
+                        assert!(!r.location.is_empty());
+                    }
+                }
+                if keys.contains(&path.as_str()) {
+                    expected -= 1;
+                }
+            }
+            for (i, k) in keys.iter().enumerate() {
+                let r = table.iter().find(|r| r.path == *k).unwrap();
+                assert_eq!(r.exact_asset, i as u32, "{mode:?} {k}");
+                if !html.iter().any(|(p, _)| p == k) {
+                    assert_eq!((r.action, r.asset), (action::SERVE, i as u32), "{k}");
+                }
+            }
+            assert_eq!(table.len(), expected, "{mode:?}");
+        }
     }
 }

@@ -175,25 +175,25 @@ pub fn compile(
         .enumerate()
         .map(|(i, (k, _))| (k.as_str(), i))
         .collect();
+    // Every candidate resolves on its own: the work is spread over the
+    // rayon pool (a third of an incremental build's wall on a large site
+    // when it ran on one thread), and collecting keeps the sorted order.
+    use rayon::prelude::*;
     let mut all: Vec<String> = keys_with_hashes
-        .iter()
-        .flat_map(|(k, _)| candidates(k))
+        .par_iter()
+        .flat_map_iter(|(k, _)| candidates(k))
         .collect();
-    all.sort_unstable();
+    all.par_sort_unstable();
     all.dedup();
-    let mut table = Vec::new();
-    for path in all {
-        match html(&manifest, mode, nf, &path, true) {
-            Intent::Serve { key, .. } if key != path => {
-                if let Some(&i) = index.get(key.as_str()) {
-                    table.push((path, RouteTarget::Serve(i)));
-                }
-            }
-            Intent::Redirect { to } => table.push((path, RouteTarget::Redirect(to))),
-            Intent::Serve { .. } | Intent::Nothing => {}
-        }
-    }
-    table
+    all.into_par_iter()
+        .filter_map(|path| match html(&manifest, mode, nf, &path, true) {
+            Intent::Serve { key, .. } if key != path => index
+                .get(key.as_str())
+                .map(|&i| (path, RouteTarget::Serve(i))),
+            Intent::Redirect { to } => Some((path, RouteTarget::Redirect(to))),
+            Intent::Serve { .. } | Intent::Nothing => None,
+        })
+        .collect()
 }
 
 /// The runtime half of [`compile`]: table lookup, else exact key, else the
