@@ -69,6 +69,15 @@ struct Strings {
 }
 
 impl Strings {
+    /// Room for `n` distinct strings: a large site adds a few hundred
+    /// thousand, and growing the map rehashes every one of them again.
+    fn with_capacity(n: usize) -> Self {
+        Strings {
+            bytes: Vec::new(),
+            seen: HashMap::with_capacity(n),
+        }
+    }
+
     fn add(&mut self, s: &str) -> io::Result<StrRef> {
         if s.is_empty() {
             return Ok(StrRef::default());
@@ -227,7 +236,7 @@ fn write_index<W: Write + Seek>(spec: &BundleSpec, bw: BundleWriter<W>) -> io::R
         blob_records,
         variant_records,
     } = bw;
-    let mut strings = Strings::default();
+    let mut strings = Strings::with_capacity(spec.assets.len() + spec.routes.len());
     let cfg = &spec.config;
     let config = ConfigRecord {
         html_handling: cfg.html_handling.code(),
