@@ -467,17 +467,32 @@ fn name_warnings(key: &str, warnings: &mut Vec<Warning>) {
     }
 }
 
+/// `k` in Unicode NFC. Nearly every key is ASCII, so already NFC (and
+/// folded by ASCII lowercasing): only the others pay for the passes.
+fn nfc_of(k: &str) -> std::borrow::Cow<'_, str> {
+    if unicode_normalization::is_nfc(k) {
+        k.into()
+    } else {
+        k.nfc().collect::<String>().into()
+    }
+}
+
 /// Names equal after Unicode NFC or after case folding are a warning each
 /// (BT-19, BT-20; issue #2 asks for a warning for both, and the spec's
 /// BT-20 error is overruled by it): both files are kept as distinct keys.
 fn collisions(files: &[WalkedFile], warnings: &mut Vec<Warning>) {
-    let mut nfc: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    let mut nfc: BTreeMap<std::borrow::Cow<'_, str>, Vec<&str>> = BTreeMap::new();
     for f in files {
-        nfc.entry(f.key.nfc().collect()).or_default().push(&f.key);
+        nfc.entry(nfc_of(&f.key)).or_default().push(&f.key);
     }
     let mut folded: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (n, group) in &nfc {
-        folded.entry(n.to_lowercase()).or_default().extend(group);
+        let lower = if n.is_ascii() {
+            n.to_ascii_lowercase()
+        } else {
+            n.to_lowercase()
+        };
+        folded.entry(lower).or_default().extend(group);
     }
     for group in nfc.values().filter(|g| g.len() > 1) {
         warnings.push(Warning {
@@ -490,11 +505,12 @@ fn collisions(files: &[WalkedFile], warnings: &mut Vec<Warning>) {
     }
     // Only groups that differ by more than normalisation (said above).
     for group in folded.values().filter(|g| {
-        g.iter()
-            .map(|k| k.nfc().collect::<String>())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-            > 1
+        g.len() > 1
+            && g.iter()
+                .map(|k| nfc_of(k))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 1
     }) {
         warnings.push(Warning {
             file: group.join(", "),
