@@ -31,7 +31,7 @@ impl Compression {
     /// Bumped whenever a level, window or threshold below changes what
     /// `compress` produces: variants made under another policy are never
     /// reused (`ConfigRecord::compression`).
-    pub const POLICY: u32 = 7;
+    pub const POLICY: u32 = 8;
 
     /// The value stored in a bundle's `ConfigRecord::compression`.
     pub fn policy_id(self) -> u32 {
@@ -235,21 +235,43 @@ pub fn check_decodes(code: u8, enc: &[u8], data: &[u8]) -> io::Result<()> {
 /// modelling at qualities 10 and 11.
 pub const NO_LITERAL_CONTEXT_MAX: usize = 8 << 10;
 
-/// Brotli quality for a file of `len` bytes under `level`, and whether the
-/// encoder models literal contexts. On small files context modelling (64
-/// literal histograms, then clustering them) is most of the time at
-/// qualities 10–11, and what it signals can outweigh what it saves: up to
-/// 1 KiB the stream is *smaller* without it, up to 8 KiB about as small, for
-/// half the time or less. Above 1 MiB the files are few, heavy and
-/// repetitive enough that quality 9 loses ~2 % there. docs/COMPRESSION.md.
-fn brotli_params(len: usize, level: Compression) -> (i32, bool) {
+/// HTML documents larger than this get brotli quality 9 by default, not 10.
+pub const HTML_Q9_ABOVE: usize = 256 << 10;
+
+/// Brotli quality for `data` under `level`, and whether the encoder models
+/// literal contexts. On small files context modelling (64 literal
+/// histograms, then clustering them) is most of the time at qualities
+/// 10–11, and what it signals can outweigh what it saves: up to 1 KiB the
+/// stream is *smaller* without it, up to 8 KiB about as small, for half the
+/// time or less. Above 1 MiB the files are few, heavy and repetitive enough
+/// that quality 9 loses ~2 % there; so are HTML documents above 256 KiB
+/// (4.4 % on the std docs' pages of that size, for a thirteenth of the
+/// time). docs/COMPRESSION.md.
+fn brotli_params(data: &[u8], level: Compression) -> (i32, bool) {
+    let len = data.len();
     let context = len > NO_LITERAL_CONTEXT_MAX;
     match level {
         Compression::Fast => (5, true),
         Compression::Max => (11, context),
-        Compression::Default if len <= 1 << 20 => (10, context),
-        Compression::Default => (9, true),
+        Compression::Default if len > 1 << 20 => (9, true),
+        Compression::Default if len > HTML_Q9_ABOVE && is_html_document(data) => (9, true),
+        Compression::Default => (10, context),
     }
+}
+
+/// Whether `data` starts like an HTML document (`<!DOCTYPE html` or
+/// `<html`, any case, after a BOM and white space). The policy looks at the
+/// bytes, not the file name: a content is compressed once for every name it
+/// has, and `--reuse` takes its variants by content hash alone.
+pub fn is_html_document(data: &[u8]) -> bool {
+    let rest = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let start = rest
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(rest.len());
+    let head = &rest[start..rest.len().min(start + 14)];
+    let starts = |p: &[u8]| head.len() >= p.len() && head[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"<!doctype html") || starts(b"<html")
 }
 
 /// The brotli window for `len` bytes at `quality`: it holds the whole file
@@ -316,7 +338,7 @@ fn encode(code: u8, data: &[u8], level: Compression) -> io::Result<Vec<u8>> {
             e.finish()
         }
         encoding::BR => {
-            let (quality, context) = brotli_params(data.len(), level);
+            let (quality, context) = brotli_params(data, level);
             brotli_with(data, quality, context)
         }
         encoding::ZSTD => {
@@ -494,6 +516,52 @@ mod tests {
             .fill(&mut noise);
         assert!(compress(&noise, Compression::Fast).unwrap().is_empty());
         assert!(compress(b"", Compression::Fast).unwrap().is_empty());
+    }
+
+    #[test]
+    fn html_documents_are_recognised_by_their_bytes() {
+        for yes in [
+            &b"<!DOCTYPE html><p>"[..],
+            b"<!doctype HTML>",
+            b"\xEF\xBB\xBF\n  <html lang=en>",
+            b"<HTML>",
+        ] {
+            assert!(is_html_document(yes), "{:?}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b""[..],
+            b"<!DOCTYPE",
+            b"<?xml version=\"1.0\"?><svg>",
+            b"x<html>",
+            b"function f() {}",
+        ] {
+            assert!(!is_html_document(no), "{:?}", String::from_utf8_lossy(no));
+        }
+    }
+
+    /// Default brotli: quality 9 for HTML documents above 256 KiB, 10 for
+    /// other text of that size and for smaller documents.
+    #[test]
+    fn default_brotli_quality_follows_size_and_kind() {
+        let body: Vec<u8> = (0..40_000u32)
+            .flat_map(|i| format!("<a href=\"p{}\">w{}</a>\n", i % 997, i % 89).into_bytes())
+            .collect();
+        let doc = |n: usize| {
+            let mut d = b"<!DOCTYPE html>\n".to_vec();
+            d.extend_from_slice(&body[..n - d.len()]);
+            d
+        };
+        let big = doc(HTML_Q9_ABOVE + 1);
+        let small = doc(HTML_Q9_ABOVE);
+        let text = &body[..HTML_Q9_ABOVE + 1];
+        assert_eq!(brotli_params(&big, Compression::Default), (9, true));
+        assert_eq!(brotli_params(&small, Compression::Default), (10, true));
+        assert_eq!(brotli_params(text, Compression::Default), (10, true));
+        assert_eq!(brotli_params(&big, Compression::Max), (11, true));
+        // `compress` makes its br variant with those parameters.
+        let v = compress(&big, Compression::Default).unwrap();
+        let br = v.into_iter().find(|(c, _)| *c == encoding::BR).unwrap().1;
+        assert_eq!(br, brotli_with(&big, 9, true).unwrap());
     }
 
     #[test]
