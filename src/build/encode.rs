@@ -31,7 +31,7 @@ impl Compression {
     /// Bumped whenever a level, window or threshold below changes what
     /// `compress` produces: variants made under another policy are never
     /// reused (`ConfigRecord::compression`).
-    pub const POLICY: u32 = 8;
+    pub const POLICY: u32 = 9;
 
     /// The value stored in a bundle's `ConfigRecord::compression`.
     pub fn policy_id(self) -> u32 {
@@ -236,7 +236,7 @@ pub fn check_decodes(code: u8, enc: &[u8], data: &[u8]) -> io::Result<()> {
 pub const NO_LITERAL_CONTEXT_MAX: usize = 8 << 10;
 
 /// HTML documents larger than this get brotli quality 9 by default, not 10.
-pub const HTML_Q9_ABOVE: usize = 256 << 10;
+pub const HTML_Q9_ABOVE: usize = 160 << 10;
 
 /// Brotli quality for `data` under `level`, and whether the encoder models
 /// literal contexts. On small files context modelling (64 literal
@@ -244,9 +244,9 @@ pub const HTML_Q9_ABOVE: usize = 256 << 10;
 /// 10–11, and what it signals can outweigh what it saves: up to 1 KiB the
 /// stream is *smaller* without it, up to 8 KiB about as small, for half the
 /// time or less. Above 1 MiB the files are few, heavy and repetitive enough
-/// that quality 9 loses ~2 % there; so are HTML documents above 256 KiB
-/// (4.4 % on the std docs' pages of that size, for a thirteenth of the
-/// time). docs/COMPRESSION.md.
+/// that quality 9 loses ~2 % there; so are HTML documents above 160 KiB
+/// (5–7 % more on the std docs' pages of that size, for a thirteenth of
+/// the time). docs/COMPRESSION.md.
 fn brotli_params(data: &[u8], level: Compression) -> (i32, bool) {
     let len = data.len();
     let context = len > NO_LITERAL_CONTEXT_MAX;
@@ -539,7 +539,7 @@ mod tests {
         }
     }
 
-    /// Default brotli: quality 9 for HTML documents above 256 KiB, 10 for
+    /// Default brotli: quality 9 for HTML documents above 160 KiB, 10 for
     /// other text of that size and for smaller documents.
     #[test]
     fn default_brotli_quality_follows_size_and_kind() {
