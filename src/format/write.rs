@@ -621,9 +621,9 @@ pub fn publish(
 }
 
 /// Publishes what `write` puts in a fresh temp file in `out`'s directory:
-/// fsync and `check` on the written file (side by side), rename over `out`,
-/// fsync the directory. On any error, `write`'s included, the previous file at `out`
-/// is untouched and the temp file is removed.
+/// fsync and `check` on the written file (side by side), rename over
+/// `out`, fsync the directory. On any error, `write`'s included, the
+/// previous file at `out` is untouched and the temp file is removed.
 pub fn publish_with<T, E: From<PublishError>>(
     out: &Path,
     write: impl FnOnce(&mut File, &Path) -> Result<T, E>,
@@ -663,7 +663,7 @@ pub fn publish_with<T, E: From<PublishError>>(
     let value = write(tmp.as_file_mut(), &tmp_path)?;
     // The check reads the written bytes back from the page cache while the
     // kernel writes them to disk: neither needs the other, and both must
-    // succeed before the rename (on a large site each takes a fifth of an
+    // succeed before the rename (on a large site each is a sixth of an
     // incremental build).
     let file = tmp.as_file();
     let (synced, checked) = std::thread::scope(|s| {
