@@ -97,33 +97,58 @@ impl<S> FragmentGuard<S> {
                     }
                     _ => self.state = State::Passthrough,
                 },
-                State::Target => match b {
-                    b'#' => bytes[i] = REFUSED,
-                    b' ' => self.state = State::Version,
-                    b'\n' => self.state = State::Passthrough,
-                    _ => {}
+                // The target, version and header lines are skipped a run
+                // at a time (`memchr`), not byte by byte: this scan sees
+                // every request the server answers.
+                State::Target => match memchr::memchr3(b'#', b' ', b'\n', &bytes[i..]) {
+                    None => return,
+                    Some(k) => {
+                        i += k;
+                        match bytes[i] {
+                            b'#' => bytes[i] = REFUSED,
+                            b' ' => self.state = State::Version,
+                            _ => self.state = State::Passthrough,
+                        }
+                    }
                 },
-                State::Version => {
-                    if b == b'\n' {
+                State::Version => match memchr::memchr(b'\n', &bytes[i..]) {
+                    None => return,
+                    Some(k) => {
+                        i += k;
                         self.state = State::Header;
                         self.line.clear();
                         self.framing = Framing::default();
                     }
-                }
+                },
                 State::Header => {
-                    if b == b'\n' {
-                        let line = std::mem::take(&mut self.line);
-                        let line = line.strip_suffix(b"\r").unwrap_or(&line);
-                        if line.is_empty() {
-                            self.state = self.after_head();
-                        } else {
-                            self.header_line(line);
-                        }
-                    } else if self.line.len() < MAX_LINE {
-                        self.line.push(b);
-                    } else {
+                    let rest = &bytes[i..];
+                    let end = memchr::memchr(b'\n', rest);
+                    let part = &rest[..end.unwrap_or(rest.len())];
+                    if self.line.len() + part.len() > MAX_LINE {
                         self.state = State::Passthrough;
+                        return;
                     }
+                    let Some(k) = end else {
+                        self.line.extend_from_slice(part);
+                        return;
+                    };
+                    // A line inside one read is looked at where it lies; only
+                    // one split across reads is gathered in `line`.
+                    let gathered;
+                    let line = if self.line.is_empty() {
+                        part
+                    } else {
+                        self.line.extend_from_slice(part);
+                        gathered = std::mem::take(&mut self.line);
+                        &gathered[..]
+                    };
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if line.is_empty() {
+                        self.state = self.after_head();
+                    } else {
+                        self.header_line(line);
+                    }
+                    i += k;
                 }
             }
             i += 1;
@@ -258,6 +283,20 @@ GET /ok HTTP/1.1\r\nHost: a\r\n\r\nGET /b?q=1#f HTTP/1.1\r\n\r\n";
             b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nab#dGET /#x HTTP/1.1\r\n\r\n",
         ] {
             assert_eq!(run(input, 5), input, "{}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn header_lines_up_to_the_cap_are_followed_longer_ones_stop_the_filter() {
+        let at_cap = format!("X-A: {}", "a".repeat(MAX_LINE - 6));
+        let over = format!("X-A: {}", "a".repeat(MAX_LINE - 4));
+        for (line, followed) in [(at_cap, true), (over, false)] {
+            let input = format!("GET /a HTTP/1.1\r\n{line}\r\n\r\nGET /b#c HTTP/1.1\r\n\r\n");
+            for step in [1, 100, input.len()] {
+                let out = run(input.as_bytes(), step);
+                let refused = out.iter().filter(|&&b| b == REFUSED).count();
+                assert_eq!(refused, usize::from(followed), "{} {step}", line.len());
+            }
         }
     }
 }

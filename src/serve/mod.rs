@@ -143,8 +143,55 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
-fn header<B>(req: &Request<B>, name: http::header::HeaderName) -> Option<&[u8]> {
-    req.headers().get(name).map(|v| v.as_bytes())
+/// The request fields the router and the response read, gathered in one
+/// pass over the header map: a request carries a handful of fields, and one
+/// walk comparing names is cheaper than a hashed lookup for each of the
+/// eight the answer may need (and most of which are absent).
+#[derive(Default)]
+struct Fields<'a> {
+    hosts: usize,
+    host: Option<&'a http::HeaderValue>,
+    /// How many `Sec-Fetch-Mode` lines, and the first.
+    sec_fetch_modes: usize,
+    sec_fetch_mode: Option<&'a [u8]>,
+    if_none_matches: usize,
+    if_none_match: Option<&'a [u8]>,
+    authorization: bool,
+    accept_encoding: Option<&'a [u8]>,
+    range: Option<&'a [u8]>,
+    if_range: Option<&'a [u8]>,
+}
+
+static SEC_FETCH_MODE: http::HeaderName = http::HeaderName::from_static("sec-fetch-mode");
+
+impl<'a> Fields<'a> {
+    fn of(headers: &'a http::HeaderMap) -> Fields<'a> {
+        use http::header::*;
+        let mut f = Fields::default();
+        // Where a field may repeat, the first line counts, as `get` would.
+        for (name, value) in headers {
+            let v = value.as_bytes();
+            if name == HOST {
+                f.hosts += 1;
+                f.host.get_or_insert(value);
+            } else if name == ACCEPT_ENCODING {
+                f.accept_encoding.get_or_insert(v);
+            } else if name == IF_NONE_MATCH {
+                f.if_none_matches += 1;
+                f.if_none_match.get_or_insert(v);
+            } else if name == SEC_FETCH_MODE {
+                f.sec_fetch_modes += 1;
+                f.sec_fetch_mode.get_or_insert(v);
+            } else if name == RANGE {
+                f.range.get_or_insert(v);
+            } else if name == IF_RANGE {
+                f.if_range.get_or_insert(v);
+            } else if name == AUTHORIZATION {
+                f.authorization = true;
+            }
+        }
+        f
+    }
 }
 
 /// The request target as sent: path and query (the authority of an
@@ -157,39 +204,30 @@ fn target_of<B>(req: &Request<B>) -> &str {
 fn answer<B>(
     site: &Arc<Site>,
     req: &Request<B>,
+    fields: &Fields<'_>,
     has_worker: bool,
     assets_only: bool,
 ) -> Result<Response<Body>, ()> {
-    use http::header::*;
     // A repeated Sec-Fetch-Mode never counts as a navigation.
-    let sfm = {
-        let mut all = req.headers().get_all("sec-fetch-mode").iter();
-        match (all.next(), all.next()) {
-            (Some(v), None) => Some(v.as_bytes()),
-            _ => None,
-        }
-    };
+    let sfm = fields
+        .sec_fetch_mode
+        .filter(|_| fields.sec_fetch_modes == 1);
     let joined_inm;
-    let inm = {
-        let mut all = req.headers().get_all(IF_NONE_MATCH).iter();
-        match (all.next(), all.next()) {
-            (Some(v), None) => Some(v.as_bytes()),
-            (None, _) => None,
-            (Some(_), Some(_)) => {
-                joined_inm = req
-                    .headers()
-                    .get_all(IF_NONE_MATCH)
-                    .iter()
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                Some(joined_inm.as_bytes())
-            }
-        }
+    let inm = if fields.if_none_matches > 1 {
+        joined_inm = req
+            .headers()
+            .get_all(http::header::IF_NONE_MATCH)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(joined_inm.as_bytes())
+    } else {
+        fields.if_none_match
     };
     // Only worth building when a `_redirects` rule could use it.
     let origin = (!site.router.redirect_rules().is_empty())
-        .then(|| host_header(req).map(|h| format!("http://{h}")))
+        .then(|| host_header(req, fields).map(|h| format!("http://{h}")))
         .flatten();
     let head = RequestHead {
         origin: origin.as_deref(),
@@ -197,14 +235,14 @@ fn answer<B>(
         target: target_of(req).as_bytes(),
         if_none_match: inm,
         sec_fetch_mode: sfm,
-        has_authorization: req.headers().contains_key(AUTHORIZATION),
-        has_range: req.headers().contains_key(RANGE),
+        has_authorization: fields.authorization,
+        has_range: fields.range.is_some(),
     };
     let info = respond::RequestInfo {
         method: req.method(),
-        accept_encoding: header(req, ACCEPT_ENCODING),
-        range: header(req, RANGE),
-        if_range: header(req, IF_RANGE),
+        accept_encoding: fields.accept_encoding,
+        range: fields.range,
+        if_range: fields.if_range,
         if_none_match: inm,
     };
     SCRATCH.with(|s| {
@@ -220,8 +258,11 @@ fn answer<B>(
                 let rules = o.takes_header_rules();
                 let mut resp = respond::respond(site, o, s.location(), &info);
                 if rules {
-                    site.router
-                        .apply_headers(host_of(req), s.raw_path(), resp.headers_mut());
+                    site.router.apply_headers(
+                        host_of(req, fields),
+                        s.raw_path(),
+                        resp.headers_mut(),
+                    );
                 }
                 Ok(resp)
             }
@@ -231,10 +272,10 @@ fn answer<B>(
 
 /// The request's host name (lower-case, no port) for absolute `_headers`
 /// rules: from the absolute-form target, else the `Host` field.
-fn host_of<B>(req: &Request<B>) -> Option<&str> {
+fn host_of<'a, B>(req: &'a Request<B>, fields: &Fields<'a>) -> Option<&'a str> {
     let host = match req.uri().host() {
         Some(h) => h,
-        None => host_without_port(req.headers().get(http::header::HOST)?.to_str().ok()?),
+        None => host_without_port(fields.host?.to_str().ok()?),
     };
     // Rules hold lower-case host names; an upper-case Host simply misses.
     Some(host)
@@ -248,16 +289,18 @@ pub(crate) fn host_without_port(authority: &str) -> &str {
     }
 }
 
-fn host_header<B>(req: &Request<B>) -> Option<&str> {
+fn host_header<'a, B>(req: &'a Request<B>, fields: &Fields<'a>) -> Option<&'a str> {
     match req.uri().authority() {
         Some(a) => Some(a.as_str()),
-        None => req.headers().get(http::header::HOST)?.to_str().ok(),
+        None => fields.host?.to_str().ok(),
     }
 }
 
 /// Asset serving only: the `ASSETS` binding.
 pub(crate) fn answer_assets<B>(site: &Arc<Site>, req: &Request<B>) -> Response<Body> {
-    answer(site, req, false, true).unwrap_or_else(|()| respond::empty(http::StatusCode::NOT_FOUND))
+    let fields = Fields::of(req.headers());
+    answer(site, req, &fields, false, true)
+        .unwrap_or_else(|()| respond::empty(http::StatusCode::NOT_FOUND))
 }
 
 /// Handles one request end to end.
@@ -283,16 +326,17 @@ pub async fn handle(
     };
     // RFC 9112 §3.2: exactly one Host on HTTP/1.1 (HTTP/2 carries the
     // authority in the URI); anything else is a 400, not a guess.
-    let hosts = req.headers().get_all(http::header::HOST).iter().count();
-    if hosts > 1
-        || (hosts == 0
+    let fields = Fields::of(req.headers());
+    if fields.hosts > 1
+        || (fields.hosts == 0
             && req.version() == http::Version::HTTP_11
             && req.uri().authority().is_none())
     {
         return logged(respond::empty(http::StatusCode::BAD_REQUEST));
     }
     let site = state.site.load_full();
-    let resp = match answer(&site, &req, state.worker.is_some(), false) {
+    let answered = answer(&site, &req, &fields, state.worker.is_some(), false);
+    let resp = match answered {
         Ok(r) => r,
         Err(()) => match &state.worker {
             Some(w) => {
