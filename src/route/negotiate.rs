@@ -11,28 +11,54 @@
 
 use crate::format::layout::encoding;
 
-/// The q-value (in thousandths) the field gives `coding`, or `None` if the
-/// field does not mention it (nor `*`).
-fn quality(field: &[u8], coding: &[u8]) -> Option<u16> {
-    let mut star = None;
-    for member in field.split(|&b| b == b',') {
-        let mut parts = member.split(|&b| b == b';');
-        let name = trim(parts.next().unwrap_or_default());
-        let mut q = 1000u16;
-        for p in parts {
-            let p = trim(p);
-            if p.len() >= 2 && p[..2].eq_ignore_ascii_case(b"q=") {
-                q = parse_q(&p[2..]).unwrap_or(0);
+/// What one `Accept-Encoding` field says of the codings a bundle can hold,
+/// read in one pass: for each, the q-value (in thousandths) of the first
+/// member naming it, and the last `*` member's for codings not named.
+#[derive(Default)]
+struct Field {
+    br: Option<u16>,
+    zstd: Option<u16>,
+    gzip: Option<u16>,
+    identity: Option<u16>,
+    star: Option<u16>,
+}
+
+impl Field {
+    fn parse(field: &[u8]) -> Field {
+        let mut f = Field::default();
+        for member in field.split(|&b| b == b',') {
+            let mut parts = member.split(|&b| b == b';');
+            let name = trim(parts.next().unwrap_or_default());
+            let mut q = 1000u16;
+            for p in parts {
+                let p = trim(p);
+                if p.len() >= 2 && p[..2].eq_ignore_ascii_case(b"q=") {
+                    q = parse_q(&p[2..]).unwrap_or(0);
+                }
             }
+            let slot = if name == b"*" {
+                f.star = Some(q);
+                continue;
+            } else if name.eq_ignore_ascii_case(b"br") {
+                &mut f.br
+            } else if name.eq_ignore_ascii_case(b"zstd") {
+                &mut f.zstd
+            } else if name.eq_ignore_ascii_case(b"gzip") {
+                &mut f.gzip
+            } else if name.eq_ignore_ascii_case(b"identity") {
+                &mut f.identity
+            } else {
+                continue;
+            };
+            slot.get_or_insert(q);
         }
-        if name.eq_ignore_ascii_case(coding) {
-            return Some(q);
-        }
-        if name == b"*" {
-            star = Some(q);
-        }
+        f
     }
-    star
+
+    /// The q-value of a stored coding: its own member, else `*`.
+    fn quality(&self, named: Option<u16>) -> Option<u16> {
+        named.or(self.star)
+    }
 }
 
 fn parse_q(v: &[u8]) -> Option<u16> {
@@ -57,16 +83,16 @@ fn trim(b: &[u8]) -> &[u8] {
 
 /// Picks the encoding code (`None` = identity) among `available` codes.
 pub fn choose(accept_encoding: Option<&[u8]>, available: impl Iterator<Item = u8>) -> Option<u8> {
-    let field = accept_encoding?;
+    let field = Field::parse(accept_encoding?);
     let mut best: Option<(u16, u8, u8)> = None; // (q, rank, code)
     for code in available {
-        let (name, rank) = match code {
-            encoding::BR => ("br", 3),
-            encoding::ZSTD => ("zstd", 2),
-            encoding::GZIP => ("gzip", 1),
+        let (named, rank) = match code {
+            encoding::BR => (field.br, 3),
+            encoding::ZSTD => (field.zstd, 2),
+            encoding::GZIP => (field.gzip, 1),
             _ => continue,
         };
-        let q = quality(field, name.as_bytes()).unwrap_or(0);
+        let q = field.quality(named).unwrap_or(0);
         if q == 0 {
             continue;
         }
@@ -77,20 +103,11 @@ pub fn choose(accept_encoding: Option<&[u8]>, available: impl Iterator<Item = u8
     let (q, _, code) = best?;
     // A client that ranks identity above every stored coding gets identity;
     // one that does not mention it prefers compression (RFC 9110 §12.5.3).
-    match quality_named(field, b"identity") {
+    // Only an `identity` member counts here, not `*`.
+    match field.identity {
         Some(identity_q) if identity_q > q => None,
         _ => Some(code),
     }
-}
-
-/// The q-value the field gives `coding` by name (not through `*`).
-fn quality_named(field: &[u8], coding: &[u8]) -> Option<u16> {
-    field.split(|&b| b == b',').find_map(|member| {
-        let name = trim(member.split(|&b| b == b';').next().unwrap_or_default());
-        name.eq_ignore_ascii_case(coding)
-            .then(|| quality(member, coding))
-            .flatten()
-    })
 }
 
 #[cfg(test)]
@@ -125,5 +142,14 @@ mod tests {
         assert_eq!(pick("br;q=0.5, identity;q=0.5"), Some(BR));
         assert_eq!(pick("br;q=0.5, *;q=1"), Some(ZSTD));
         assert_eq!(pick("br, identity;q=0"), Some(BR));
+        // The first member naming a coding counts; of several `*`, the last.
+        assert_eq!(pick("br;q=0, br"), None);
+        assert_eq!(pick("br, br;q=0"), Some(BR));
+        assert_eq!(pick("*;q=0, *"), Some(BR));
+        assert_eq!(pick("*, *;q=0"), None);
+        assert_eq!(pick("identity;q=0.9, identity, br;q=0.95"), Some(BR));
+        assert_eq!(pick(" gzip ;q=0.5 , Zstd;Q=0.4"), Some(GZIP));
+        // `*` does not stand for identity.
+        assert_eq!(pick("br;q=0.5, *;q=0.9"), Some(ZSTD));
     }
 }

@@ -91,16 +91,18 @@ pub struct RequestInfo<'a> {
 /// every representation has its own validator (RFC 9110 §8.8.3).
 fn representation_etag(asset: &Asset<'_>, code: Option<u8>) -> HeaderValue {
     let base = conditional::etag_value(&asset.etag);
+    // Built on the stack: the header value is the one copy made.
+    let mut buf = [0u8; 48];
     let v = match code.and_then(encoding::name) {
-        None => HeaderValue::from_bytes(&base),
-        Some(name) => {
-            let mut s = Vec::with_capacity(base.len() + name.len() + 1);
-            s.extend_from_slice(&base[..base.len() - 1]);
-            s.push(b'-');
-            s.extend_from_slice(name.as_bytes());
-            s.push(b'"');
-            HeaderValue::from_bytes(&s)
+        Some(name) if base.len() + name.len() < buf.len() => {
+            let cut = base.len() - 1;
+            buf[..cut].copy_from_slice(&base[..cut]);
+            buf[cut] = b'-';
+            buf[cut + 1..cut + 1 + name.len()].copy_from_slice(name.as_bytes());
+            buf[cut + 1 + name.len()] = b'"';
+            HeaderValue::from_bytes(&buf[..cut + 2 + name.len()])
         }
+        _ => HeaderValue::from_bytes(&base),
     };
     v.unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
