@@ -796,6 +796,12 @@ impl<B: AsRef<[u8]>> Bundle<B> {
         self.data.as_ref()
     }
 
+    /// The store the bytes came from (the server slices its bodies out of
+    /// it).
+    pub fn data(&self) -> &B {
+        &self.data
+    }
+
     /// The compression policy id that made the variants (0: unknown).
     pub fn compression_policy(&self) -> u32 {
         self.config_record().map_or(0, |c| c.compression.get())

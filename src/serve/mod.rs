@@ -43,6 +43,7 @@ pub type Body = BoxBody<Bytes, BoxError>;
 /// One loaded bundle and the router over it.
 pub struct Site {
     pub(crate) router: Router<BundleBytes>,
+    pub(crate) content_types: respond::ContentTypes,
     /// Identity of the file it was loaded from, for change detection.
     pub(crate) source: Option<reload::FileId>,
 }
@@ -53,8 +54,10 @@ impl Site {
     pub(crate) fn from_bundle(
         bundle: Bundle<BundleBytes>,
     ) -> Result<Site, crate::rules::worker_first::RulesError> {
+        let router = Router::new(bundle)?;
         Ok(Site {
-            router: Router::new(bundle)?,
+            content_types: respond::ContentTypes::of(router.bundle()),
+            router,
             source: None,
         })
     }
@@ -69,7 +72,11 @@ impl Site {
             path: path.to_path_buf(),
             error,
         })?;
-        Ok(Site { router, source })
+        Ok(Site {
+            content_types: respond::ContentTypes::of(router.bundle()),
+            router,
+            source,
+        })
     }
 }
 

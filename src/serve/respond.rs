@@ -16,36 +16,57 @@ use crate::route::{conditional, negotiate, Outcome};
 /// The default `Cache-Control` of Cloudflare's asset worker (spec §4.1).
 const DEFAULT_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 
-/// A body of bundle bytes that keeps the bundle alive for as long as the
-/// body is in flight, so a hot swap never pulls bytes from under a response.
-struct Slice {
-    site: Arc<Site>,
-    start: usize,
-    end: usize,
-}
-
-impl AsRef<[u8]> for Slice {
-    fn as_ref(&self) -> &[u8] {
-        self.site
-            .router
-            .bundle()
-            .bytes()
-            .get(self.start..self.end)
-            .unwrap_or(&[])
-    }
-}
-
-fn slice_of(site: &Arc<Site>, bytes: &[u8]) -> Bytes {
-    let base = site.router.bundle().bytes().as_ptr() as usize;
-    let start = (bytes.as_ptr() as usize).wrapping_sub(base);
+/// A zero-copy body: a shared slice of the bundle's bytes (a reference
+/// count, no allocation), which keeps the map alive after a hot swap for as
+/// long as the body is in flight.
+fn slice_of(site: &Site, bytes: &[u8]) -> Bytes {
     if bytes.is_empty() {
         return Bytes::new();
     }
-    Bytes::from_owner(Slice {
-        site: site.clone(),
-        start,
-        end: start + bytes.len(),
-    })
+    site.router
+        .bundle()
+        .data()
+        .share(bytes)
+        // Every body is cut from the bundle; a copy is only a fallback.
+        .unwrap_or_else(|| Bytes::copy_from_slice(bytes))
+}
+
+/// Content-Type values made once per bundle. The writer stores each type
+/// string once, so the assets refer to a few dozen distinct strings, keyed
+/// here by where they lie in the map: a response clones a shared value
+/// instead of validating and copying the text.
+pub struct ContentTypes(Vec<((usize, usize), HeaderValue)>);
+
+/// A bundle not written by sitepack need not share its strings; past this
+/// many distinct ones the rest are made per response, as before.
+const MAX_CACHED_TYPES: usize = 256;
+
+impl ContentTypes {
+    pub fn of<B: AsRef<[u8]>>(bundle: &crate::format::Bundle<B>) -> ContentTypes {
+        let mut seen = std::collections::HashSet::new();
+        let mut values = Vec::new();
+        for ct in bundle.assets().filter_map(|a| a.content_type) {
+            let key = (ct.as_ptr() as usize, ct.len());
+            if seen.len() == MAX_CACHED_TYPES {
+                break;
+            }
+            if seen.insert(key) {
+                if let Ok(v) = HeaderValue::from_str(ct) {
+                    values.push((key, v));
+                }
+            }
+        }
+        values.sort_unstable_by_key(|e| e.0);
+        ContentTypes(values)
+    }
+
+    fn get(&self, ct: &str) -> Option<HeaderValue> {
+        let key = (ct.as_ptr() as usize, ct.len());
+        match self.0.binary_search_by_key(&key, |e| e.0) {
+            Ok(i) => Some(self.0[i].1.clone()),
+            Err(_) => HeaderValue::from_str(ct).ok(),
+        }
+    }
 }
 
 /// Room for every field an asset response carries (type, length, ETag,
@@ -230,10 +251,7 @@ fn asset_response(
         }
     };
     let h = resp.headers_mut();
-    if let Some(ct) = asset
-        .content_type
-        .and_then(|c| HeaderValue::from_str(c).ok())
-    {
+    if let Some(ct) = asset.content_type.and_then(|c| site.content_types.get(c)) {
         h.insert(header::CONTENT_TYPE, ct);
     }
     h.insert(header::ETAG, etag);
