@@ -68,15 +68,11 @@ impl Site {
         let bytes = crate::bundle_file::load(path, in_memory)?;
         let bundle = Bundle::open(bytes).map_err(|e| OpenError::format(path, e))?;
         bundle.verify().map_err(|e| OpenError::format(path, e))?;
-        let router = Router::new(bundle).map_err(|error| LoadError::Rules {
+        let site = Site::from_bundle(bundle).map_err(|error| LoadError::Rules {
             path: path.to_path_buf(),
             error,
         })?;
-        Ok(Site {
-            content_types: respond::ContentTypes::of(router.bundle()),
-            router,
-            source,
-        })
+        Ok(Site { source, ..site })
     }
 }
 
