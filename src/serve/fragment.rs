@@ -244,10 +244,18 @@ mod tests {
 
     /// Feeds `input` in chunks of `step` bytes; returns what hyper would see.
     fn run(input: &[u8], step: usize) -> Vec<u8> {
+        run_reads(input, &[step])
+    }
+
+    /// Feeds `input` in reads of the sizes in `reads`, taken in turn.
+    fn run_reads(input: &[u8], reads: &[usize]) -> Vec<u8> {
         let mut g = FragmentGuard::new(());
         let mut out = input.to_vec();
-        for chunk in out.chunks_mut(step) {
-            g.scan(chunk);
+        let (mut at, mut sizes) = (0, reads.iter().cycle());
+        while at < out.len() {
+            let n = (*sizes.next().unwrap()).min(out.len() - at);
+            g.scan(&mut out[at..at + n]);
+            at += n;
         }
         out
     }
@@ -340,14 +348,7 @@ GET /ok HTTP/1.1\r\nHost: a\r\n\r\nGET /b?q=1#f HTTP/1.1\r\n\r\n";
             .run(&(stream, reads), |(pieces, reads)| {
                 let input = pieces.concat();
                 let whole = run(&input, input.len().max(1));
-                let mut g = FragmentGuard::new(());
-                let mut split = input.clone();
-                let (mut at, mut sizes) = (0, reads.iter().cycle());
-                while at < split.len() {
-                    let n = (*sizes.next().unwrap()).min(split.len() - at);
-                    g.scan(&mut split[at..at + n]);
-                    at += n;
-                }
+                let split = run_reads(&input, &reads);
                 prop_assert_eq!(&split, &whole, "reads of {:?}", reads);
                 for (was, is) in input.iter().zip(&whole) {
                     if was != is {
